@@ -1,0 +1,78 @@
+using Conveyor.Queue;
+using Conveyor.Storage;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor.Hosting;
+
+/// <summary>Registers Conveyor: options bound from <c>Conveyor:*</c> and validated at start-up, the engine's services, start-up checks.</summary>
+public static class ServiceCollectionExtensions
+{
+    /// <summary>Adds everything Conveyor needs. Both hosts (Functions and the self-host) call exactly this.</summary>
+    public static ConveyorBuilder AddConveyor(this IServiceCollection services, IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        Bind<RedisOptions>(services, configuration, RedisOptions.Section);
+        Bind<QueueOptions>(services, configuration, QueueOptions.Section);
+        Bind<ProcessorOptions>(services, configuration, ProcessorOptions.Section);
+        Bind<SchedulerOptions>(services, configuration, SchedulerOptions.Section);
+        Bind<CustodianOptions>(services, configuration, CustodianOptions.Section);
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<CustodianOptions>, CustodianOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ProcessorOptions>, ProcessorOptionsValidator>());
+
+        services.TryAddSingleton<RedisConnection>();
+        services.TryAddSingleton<QueueAdmin>();
+        services.TryAddSingleton<Producer>();
+        services.TryAddSingleton<Processor>();
+        services.TryAddSingleton<Scheduler>();
+        services.TryAddSingleton<Custodian>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, StartupChecks>());
+        return new ConveyorBuilder(services);
+    }
+
+    private static void Bind<T>(IServiceCollection services, IConfiguration configuration, string section)
+        where T : class
+    {
+        services.AddOptions<T>().Bind(configuration.GetSection(section)).ValidateDataAnnotations().ValidateOnStart();
+    }
+}
+
+/// <summary>A consumer must be able to heartbeat several times within the custodian's timeout.</summary>
+internal sealed class CustodianOptionsValidator(IOptions<ProcessorOptions> processor) : IValidateOptions<CustodianOptions>
+{
+    public ValidateOptionsResult Validate(string? name, CustodianOptions options)
+    {
+        var heartbeat = processor.Value.HeartbeatInterval;
+        return options.ConsumerTimeout >= heartbeat * 3
+            ? ValidateOptionsResult.Success
+            : ValidateOptionsResult.Fail(
+                $"Conveyor:Custodian:ConsumerTimeout ({options.ConsumerTimeout}) must be at least 3 × Conveyor:Processor:HeartbeatInterval ({heartbeat}), or live consumers look dead");
+    }
+}
+
+internal sealed class ProcessorOptionsValidator : IValidateOptions<ProcessorOptions>
+{
+    public ValidateOptionsResult Validate(string? name, ProcessorOptions options)
+    {
+        var failures = new List<string>();
+        for (var i = 0; i < options.Queues.Length; i++)
+        {
+            try
+            {
+                JobValidation.QueueName(options.Queues[i], $"Conveyor:Processor:Queues:{i}");
+            }
+            catch (ConveyorValidationException ex)
+            {
+                failures.Add(ex.Message);
+            }
+        }
+        if (options.Queues.Distinct(StringComparer.Ordinal).Count() != options.Queues.Length)
+        {
+            failures.Add("Conveyor:Processor:Queues lists a queue twice");
+        }
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+}

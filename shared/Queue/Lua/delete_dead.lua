@@ -1,0 +1,10 @@
+-- Deletes one dead job for good.
+-- KEYS[1]: conveyor:{q}:dead  zset  id -> died at (ms)
+-- KEYS[2]: conveyor:{q}:jobs  hash  id -> record
+-- ARGV[1]: job id
+-- Returns: 1 = deleted, 0 = not in the dead set (nothing changed)
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1

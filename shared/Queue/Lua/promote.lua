@@ -1,0 +1,16 @@
+-- Moves due scheduled jobs (delayed jobs and retries) to the ready list, oldest due first.
+-- KEYS[1]: conveyor:{q}:scheduled  zset  id -> due time (ms)
+-- KEYS[2]: conveyor:{q}:ready      list  ids ready to run
+-- ARGV[1]: wake-up channel
+-- ARGV[2]: how many jobs to move at most
+-- Returns: how many jobs were moved
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ids = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]))
+if #ids == 0 then
+  return 0
+end
+redis.call('ZREM', KEYS[1], unpack(ids))
+redis.call('RPUSH', KEYS[2], unpack(ids))
+redis.call('PUBLISH', ARGV[1], #ids)
+return #ids

@@ -1,0 +1,21 @@
+-- Hands claimed jobs that never started back to the front of the ready list, in their order.
+-- The attempt is not counted: the job never ran.
+-- KEYS[1]: conveyor:{q}:inflight:<cid>  zset  id -> claim token
+-- KEYS[2]: conveyor:{q}:ready           list  ids ready to run
+-- ARGV[1]: wake-up channel
+-- ARGV[2..]: pairs of (job id, claim token), first to run first
+-- Returns: how many jobs went back (claims this consumer no longer holds are skipped)
+local back = {}
+for i = #ARGV - 1, 2, -2 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    back[#back + 1] = ARGV[i]
+  end
+end
+if #back > 0 then
+  -- LPUSH of the reversed list leaves the first job at the head.
+  redis.call('LPUSH', KEYS[2], unpack(back))
+  redis.call('PUBLISH', ARGV[1], #back)
+end
+return #back

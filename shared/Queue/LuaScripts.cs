@@ -1,0 +1,53 @@
+using System.Reflection;
+using StackExchange.Redis;
+
+namespace Conveyor.Queue;
+
+/// <summary>
+/// The queue's Lua scripts, embedded from <c>Queue/Lua/*.lua</c>. StackExchange.Redis loads each
+/// script once per server (SCRIPT LOAD) and then runs it by SHA (EVALSHA).
+/// </summary>
+internal static class LuaScripts
+{
+    public static readonly RedisScript Enqueue = Load("enqueue");
+    public static readonly RedisScript Beat = Load("beat");
+    public static readonly RedisScript Claim = Load("claim");
+    public static readonly RedisScript Ack = Load("ack");
+    public static readonly RedisScript Retry = Load("retry");
+    public static readonly RedisScript Kill = Load("kill");
+    public static readonly RedisScript ReturnUnstarted = Load("return_unstarted");
+    public static readonly RedisScript Deregister = Load("deregister");
+    public static readonly RedisScript Promote = Load("promote");
+    public static readonly RedisScript Recover = Load("recover");
+    public static readonly RedisScript RequeueDead = Load("requeue_dead");
+    public static readonly RedisScript DeleteDead = Load("delete_dead");
+    public static readonly RedisScript TrimDead = Load("trim_dead");
+
+    /// <summary>Every script, for tests that check them all.</summary>
+    public static IReadOnlyList<RedisScript> All { get; } =
+    [
+        Enqueue, Beat, Claim, Ack, Retry, Kill, ReturnUnstarted, Deregister, Promote, Recover, RequeueDead, DeleteDead, TrimDead,
+    ];
+
+    private static RedisScript Load(string name)
+    {
+        var resource = $"Conveyor.Queue.Lua.{name}.lua";
+        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream(resource)
+            ?? throw new InvalidOperationException($"Embedded script {resource} is missing");
+        using var reader = new StreamReader(stream);
+        return new RedisScript(name, reader.ReadToEnd());
+    }
+}
+
+/// <summary>One Lua script: its verb and source.</summary>
+internal sealed record RedisScript(string Name, string Source)
+{
+    /// <summary>Observes every call's KEYS (tests prove they share one hash slot).</summary>
+    internal static Action<RedisScript, RedisKey[]>? KeysObserver { get; set; }
+
+    public Task<RedisResult> RunAsync(IDatabaseAsync db, RedisKey[] keys, RedisValue[] args)
+    {
+        KeysObserver?.Invoke(this, keys);
+        return db.ScriptEvaluateAsync(Source, keys, args);
+    }
+}

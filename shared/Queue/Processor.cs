@@ -1,0 +1,49 @@
+using Conveyor.Storage;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor.Queue;
+
+/// <summary>What one processor session did.</summary>
+public sealed record SessionResult(
+    string Queue,
+    string ConsumerId,
+    long Claimed,
+    long Acked,
+    long Retried,
+    long Killed,
+    long Returned,
+    long LostClaims,
+    bool Deregistered);
+
+/// <summary>
+/// The long-poll consumer. A session registers a consumer, heartbeats, claims jobs in batches, runs
+/// their handlers with bounded concurrency, and acks/retries/kills them in batches. It ends on
+/// cancellation or when its duration elapses: it stops claiming, lets running handlers finish within
+/// <see cref="ProcessorOptions.ShutdownGrace"/>, hands unstarted jobs back to the front of the queue
+/// and deregisters.
+/// </summary>
+public sealed class Processor(
+    RedisConnection redis,
+    IServiceScopeFactory scopes,
+    IOptions<ProcessorOptions> options,
+    IOptions<QueueOptions> queueOptions,
+    ILogger<Processor> logger)
+{
+    /// <summary>Runs one session per configured queue, all at once, until cancelled or <paramref name="duration"/> elapses.</summary>
+    public async Task<IReadOnlyList<SessionResult>> RunAsync(TimeSpan? duration, CancellationToken cancellationToken)
+    {
+        var sessions = options.Value.Queues.Select(queue => RunSessionAsync(queue, duration, cancellationToken));
+        return await Task.WhenAll(sessions);
+    }
+
+    /// <summary>Runs one session on one queue until cancelled or <paramref name="duration"/> elapses (null: until cancelled).</summary>
+    public async Task<SessionResult> RunSessionAsync(string queue, TimeSpan? duration, CancellationToken cancellationToken)
+    {
+        JobValidation.QueueName(queue);
+        var session = new ProcessorSession(
+            new QueueKeys(queue), await redis.GetMultiplexerAsync(), scopes, options.Value, queueOptions.Value, logger);
+        return await session.RunAsync(duration, cancellationToken);
+    }
+}

@@ -1,0 +1,163 @@
+using Conveyor.Storage;
+using StackExchange.Redis;
+
+namespace Conveyor.Queue;
+
+/// <summary>Looks jobs and queues up, and manages the dead set.</summary>
+public sealed class QueueAdmin(RedisConnection redis)
+{
+    /// <summary>Most dead jobs requeued per script call by <see cref="RequeueAllDeadAsync"/>.</summary>
+    private const int RequeueBatch = 1000;
+
+    /// <summary>A job's state and record, or null when it is unknown or already acked.</summary>
+    public async Task<JobInfo?> GetJobAsync(string queue, string id, CancellationToken cancellationToken = default)
+    {
+        JobValidation.QueueName(queue);
+        JobValidation.JobId(id);
+        cancellationToken.ThrowIfCancellationRequested();
+        var keys = new QueueKeys(queue);
+        var db = await redis.GetDatabaseAsync();
+        var batch = db.CreateBatch();
+        var record = batch.HashGetAsync(keys.Jobs, id);
+        var scheduled = batch.SortedSetScoreAsync(keys.Scheduled, id);
+        var dead = batch.SortedSetScoreAsync(keys.Dead, id);
+        var consumers = batch.SortedSetRangeByRankAsync(keys.Consumers);
+        batch.Execute();
+        await Task.WhenAll(record, scheduled, dead, consumers);
+        if ((await record).IsNull)
+        {
+            return null;
+        }
+        JobState state;
+        if ((await dead).HasValue)
+        {
+            state = JobState.Dead;
+        }
+        else if ((await scheduled).HasValue)
+        {
+            state = JobState.Scheduled;
+        }
+        else
+        {
+            // Not scheduled nor dead: either in the ready list or held by a consumer.
+            var claims = await Task.WhenAll((await consumers).Select(c => db.SortedSetScoreAsync(keys.Inflight(c!), id)));
+            state = claims.Any(c => c.HasValue) ? JobState.Running : JobState.Ready;
+        }
+        return ToInfo(queue, id, state, JobRecord.Parse((await record)!));
+    }
+
+    /// <summary>Every queue that ever received a job, sorted.</summary>
+    public async Task<IReadOnlyList<string>> ListQueuesAsync(CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var db = await redis.GetDatabaseAsync();
+        var members = await db.SetMembersAsync(QueueKeys.Queues);
+        return [.. members.Select(m => m.ToString()).Order(StringComparer.Ordinal)];
+    }
+
+    /// <summary>Counts of one queue.</summary>
+    public async Task<QueueStats> GetStatsAsync(string queue, CancellationToken cancellationToken = default)
+    {
+        JobValidation.QueueName(queue);
+        cancellationToken.ThrowIfCancellationRequested();
+        var keys = new QueueKeys(queue);
+        var db = await redis.GetDatabaseAsync();
+        var batch = db.CreateBatch();
+        var ready = batch.ListLengthAsync(keys.Ready);
+        var scheduled = batch.SortedSetLengthAsync(keys.Scheduled);
+        var dead = batch.SortedSetLengthAsync(keys.Dead);
+        var consumers = batch.SortedSetRangeByRankAsync(keys.Consumers);
+        batch.Execute();
+        await Task.WhenAll(ready, scheduled, dead, consumers);
+        var running = await Task.WhenAll((await consumers).Select(c => db.SortedSetLengthAsync(keys.Inflight(c!))));
+        return new QueueStats(queue, await ready, await scheduled, running.Sum(), await dead, (await consumers).Length);
+    }
+
+    /// <summary>Dead jobs, most recent death first.</summary>
+    public async Task<IReadOnlyList<JobInfo>> ListDeadAsync(string queue, int offset, int count, CancellationToken cancellationToken = default)
+    {
+        JobValidation.QueueName(queue);
+        if (offset < 0)
+        {
+            throw new ConveyorValidationException("offset", "must be 0 or more");
+        }
+        if (count is < 1 or > 1000)
+        {
+            throw new ConveyorValidationException("count", "must be between 1 and 1000");
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+        var keys = new QueueKeys(queue);
+        var db = await redis.GetDatabaseAsync();
+        var ids = await db.SortedSetRangeByRankAsync(keys.Dead, offset, offset + count - 1, Order.Descending);
+        if (ids.Length == 0)
+        {
+            return [];
+        }
+        var records = await db.HashGetAsync(keys.Jobs, ids);
+        var jobs = new List<JobInfo>(ids.Length);
+        for (var i = 0; i < ids.Length; i++)
+        {
+            if (!records[i].IsNull)
+            {
+                jobs.Add(ToInfo(queue, ids[i]!, JobState.Dead, JobRecord.Parse(records[i]!)));
+            }
+        }
+        return jobs;
+    }
+
+    /// <summary>Moves one dead job back to the ready list with a fresh set of attempts. False when it is not dead.</summary>
+    public async Task<bool> RequeueDeadAsync(string queue, string id, CancellationToken cancellationToken = default)
+    {
+        JobValidation.QueueName(queue);
+        JobValidation.JobId(id);
+        cancellationToken.ThrowIfCancellationRequested();
+        var keys = new QueueKeys(queue);
+        var db = await redis.GetDatabaseAsync();
+        var moved = (long)await LuaScripts.RequeueDead.RunAsync(db, [keys.Dead, keys.Jobs, keys.Ready], [keys.Signal.ToString(), 1, id]);
+        return moved == 1;
+    }
+
+    /// <summary>Moves every dead job back to the ready list, in bounded batches. Returns how many moved.</summary>
+    public async Task<long> RequeueAllDeadAsync(string queue, CancellationToken cancellationToken = default)
+    {
+        JobValidation.QueueName(queue);
+        var keys = new QueueKeys(queue);
+        var db = await redis.GetDatabaseAsync();
+        long total = 0;
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var moved = (long)await LuaScripts.RequeueDead.RunAsync(db, [keys.Dead, keys.Jobs, keys.Ready], [keys.Signal.ToString(), RequeueBatch]);
+            total += moved;
+            if (moved < RequeueBatch)
+            {
+                return total;
+            }
+        }
+    }
+
+    /// <summary>Deletes one dead job for good. False when it is not dead.</summary>
+    public async Task<bool> DeleteDeadAsync(string queue, string id, CancellationToken cancellationToken = default)
+    {
+        JobValidation.QueueName(queue);
+        JobValidation.JobId(id);
+        cancellationToken.ThrowIfCancellationRequested();
+        var keys = new QueueKeys(queue);
+        var db = await redis.GetDatabaseAsync();
+        return (long)await LuaScripts.DeleteDead.RunAsync(db, [keys.Dead, keys.Jobs], [id]) == 1;
+    }
+
+    private static JobInfo ToInfo(string queue, string id, JobState state, JobRecord record) => new(
+        id,
+        queue,
+        state,
+        record.Type,
+        record.Payload,
+        record.Attempt,
+        record.MaxAttempts,
+        DateTimeOffset.FromUnixTimeMilliseconds(record.EnqueuedAt),
+        DateTimeOffset.FromUnixTimeMilliseconds(record.DueAt),
+        record.LastError,
+        record.DiedAt is { } died ? DateTimeOffset.FromUnixTimeMilliseconds(died) : null,
+        record.TraceParent);
+}

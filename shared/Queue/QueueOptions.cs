@@ -1,0 +1,105 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Conveyor.Queue;
+
+/// <summary>What producers may enqueue, and how failed jobs come back. Section <c>Conveyor:Queue</c>.</summary>
+public sealed class QueueOptions
+{
+    public const string Section = "Conveyor:Queue";
+
+    /// <summary>Largest payload accepted, in bytes of UTF-8 JSON. Default: 256 KiB. Bounds: 1 B to 16 MiB.</summary>
+    [Range(1, 16 * 1024 * 1024)]
+    public int MaxPayloadBytes { get; set; } = 256 * 1024;
+
+    /// <summary>Attempts a job gets when the producer names none. Default: 20. Bounds: 1 to 1000.</summary>
+    [Range(1, 1000)]
+    public int DefaultMaxAttempts { get; set; } = 20;
+
+    /// <summary>Cap of the retry delay before jitter for the first retry; it doubles per attempt. Default: 1 s. Bounds: 1 ms to 1 h.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "01:00:00")]
+    public TimeSpan RetryBaseDelay { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Longest retry delay. Default: 7 days. Bounds: 1 s to 30 days.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "30.00:00:00")]
+    public TimeSpan MaxBackoff { get; set; } = TimeSpan.FromDays(7);
+}
+
+/// <summary>How processors claim and run jobs. Section <c>Conveyor:Processor</c>.</summary>
+public sealed class ProcessorOptions
+{
+    public const string Section = "Conveyor:Processor";
+
+    /// <summary>Queues a processor serves, one session each. Default: <c>["default"]</c>.</summary>
+    [MinLength(1)]
+    public string[] Queues { get; set; } = ["default"];
+
+    /// <summary>Handlers running at once, per queue. Default: 16. Bounds: 1 to 1024.</summary>
+    [Range(1, 1024)]
+    public int Concurrency { get; set; } = 16;
+
+    /// <summary>
+    /// Jobs claimed per script call, and claimed jobs held beyond those running. Default: 16. Bounds: 1 to 1000.
+    /// Higher raises throughput; claimed jobs wait here invisible to other processors.
+    /// </summary>
+    [Range(1, 1000)]
+    public int Prefetch { get; set; } = 16;
+
+    /// <summary>A handler's token is cancelled after this long and the job fails. Default: 5 min. Bounds: 1 ms to 1 day.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
+    public TimeSpan JobTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>How often a processor heartbeats (Redis time). Default: 5 s. Bounds: 100 ms to 1 min.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.1", "00:01:00")]
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>When idle, poll this often even without a pub/sub wake-up. Default: 1 s. Bounds: 10 ms to 1 min.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.01", "00:01:00")]
+    public TimeSpan IdlePollInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>At the end of a session, running handlers get this long to finish before their token is cancelled. Default: 30 s. Bounds: 0 to 1 h.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "01:00:00")]
+    public TimeSpan ShutdownGrace { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Length of one bounded session (the Functions timer host runs one per tick). Default: 4 min 30 s.
+    /// Bounds: 1 s to 1 day. Keep it plus <see cref="ShutdownGrace"/> below the host's functionTimeout.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+    public TimeSpan SessionDuration { get; set; } = TimeSpan.FromSeconds(270);
+
+    /// <summary>Most acks (or retries, or kills) sent in one script call. Default: 1000. Bounds: 1 to 5000.</summary>
+    [Range(1, 5000)]
+    public int CompletionBatchSize { get; set; } = 1000;
+}
+
+/// <summary>How the scheduler promotes due jobs. Section <c>Conveyor:Scheduler</c>.</summary>
+public sealed class SchedulerOptions
+{
+    public const string Section = "Conveyor:Scheduler";
+
+    /// <summary>Jobs promoted per script call. Default: 1000. Bounds: 1 to 10000.</summary>
+    [Range(1, 10_000)]
+    public int BatchSize { get; set; } = 1000;
+}
+
+/// <summary>How the custodian finds dead consumers and trims the dead set. Section <c>Conveyor:Custodian</c>.</summary>
+public sealed class CustodianOptions
+{
+    public const string Section = "Conveyor:Custodian";
+
+    /// <summary>A consumer whose heartbeat is older than this is dead. Default: 30 s. Bounds: 1 s to 1 day; keep it well above the processor heartbeat interval.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+    public TimeSpan ConsumerTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Claims recovered (or dead jobs trimmed) per script call. Default: 500. Bounds: 1 to 10000.</summary>
+    [Range(1, 10_000)]
+    public int BatchSize { get; set; } = 500;
+
+    /// <summary>Most dead jobs kept per queue. Default: 10,000. Bounds: 0 to 10,000,000.</summary>
+    [Range(0, 10_000_000)]
+    public int DeadMaxCount { get; set; } = 10_000;
+
+    /// <summary>Oldest dead job kept. Default: 30 days. Bounds: 1 min to 3650 days.</summary>
+    [Range(typeof(TimeSpan), "00:01:00", "3650.00:00:00")]
+    public TimeSpan DeadMaxAge { get; set; } = TimeSpan.FromDays(30);
+}

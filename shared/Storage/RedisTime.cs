@@ -1,0 +1,13 @@
+using StackExchange.Redis;
+
+namespace Conveyor.Storage;
+
+/// <summary>The Redis server clock: the one clock every Conveyor process compares against.</summary>
+internal static class RedisTime
+{
+    public static async Task<long> NowMsAsync(IDatabaseAsync db)
+    {
+        var reply = (RedisResult[])(await db.ExecuteAsync("TIME"))!;
+        return (long)reply[0] * 1000 + (long)reply[1] / 1000;
+    }
+}

@@ -1,0 +1,60 @@
+using Conveyor.Queue;
+using StackExchange.Redis;
+
+namespace Conveyor.Tests.Infrastructure;
+
+/// <summary>
+/// A consumer driven by hand through the real scripts: it registers, claims, and then does whatever
+/// the test says, including nothing at all (a crash).
+/// </summary>
+internal sealed class FakeConsumer(IDatabase db, string queue)
+{
+    private readonly QueueKeys _keys = new(queue);
+
+    public string Id { get; } = "fake-" + Guid.NewGuid().ToString("N");
+
+    public async Task RegisterAsync() => await LuaScripts.Beat.RunAsync(db, [_keys.Consumers], [Id]);
+
+    public async Task<IReadOnlyList<(string Id, long Token)>> ClaimAsync(int count)
+    {
+        var reply = (RedisResult[])(await LuaScripts.Claim.RunAsync(
+            db, [_keys.Consumers, _keys.Ready, _keys.Inflight(Id), _keys.Jobs, _keys.Seq], [Id, count]))!;
+        var claims = new List<(string, long)>();
+        for (var i = 2; i < reply.Length; i += 2)
+        {
+            claims.Add(((string)reply[i]!, (long)reply[1]));
+        }
+        return claims;
+    }
+
+    /// <summary>Makes the last heartbeat look <paramref name="age"/> old, as if the process died then.</summary>
+    public async Task BackdateHeartbeatAsync(TimeSpan age)
+    {
+        var reply = (RedisResult[])(await db.ExecuteAsync("TIME"))!;
+        var now = (long)reply[0] * 1000 + (long)reply[1] / 1000;
+        await db.SortedSetAddAsync(_keys.Consumers, Id, now - (long)age.TotalMilliseconds);
+    }
+
+    public async Task<long[]> AckAsync(params (string Id, long Token)[] claims)
+    {
+        var args = claims.SelectMany(c => new RedisValue[] { c.Id, c.Token }).ToArray();
+        var reply = (RedisResult[])(await LuaScripts.Ack.RunAsync(db, [_keys.Inflight(Id), _keys.Jobs], args))!;
+        return [.. reply.Select(r => (long)r)];
+    }
+
+    public async Task<long[]> RetryAsync(params (string Id, long Token)[] claims)
+    {
+        var args = claims.SelectMany(c => new RedisValue[] { c.Id, c.Token, 1, 0, "late" }).ToArray();
+        var reply = (RedisResult[])(await LuaScripts.Retry.RunAsync(db, [_keys.Inflight(Id), _keys.Jobs, _keys.Scheduled], args))!;
+        return [.. reply.Select(r => (long)r)];
+    }
+
+    public async Task<long[]> KillAsync(params (string Id, long Token)[] claims)
+    {
+        var args = claims.SelectMany(c => new RedisValue[] { c.Id, c.Token, 1, "late" }).ToArray();
+        var reply = (RedisResult[])(await LuaScripts.Kill.RunAsync(db, [_keys.Inflight(Id), _keys.Jobs, _keys.Dead], args))!;
+        return [.. reply.Select(r => (long)r)];
+    }
+
+    public Task<long> ClaimCountAsync() => db.SortedSetLengthAsync(_keys.Inflight(Id));
+}
