@@ -1,10 +1,167 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Conveyor.Hosting;
+using Conveyor.Queue;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
 namespace Conveyor.Bench;
 
+/// <summary>
+/// Enqueues N no-op jobs in batches, drains them with one processor session at concurrency C, then
+/// measures enqueue-to-start latency on an idle queue. Prints one JSON line.
+/// </summary>
 internal static class QueueBench
 {
-    public static Task<int> RunAsync(BenchArgs args)
+    public static async Task<int> RunAsync(BenchArgs args)
     {
-        _ = args;
-        return Task.FromResult(1);
+        var redis = args.String("redis", "127.0.0.1:6379");
+        var jobs = args.Int("jobs", 200_000);
+        var concurrency = args.Int("concurrency", 64);
+        var prefetch = args.Int("prefetch", 500);
+        var batch = args.Int("batch", 1000);
+        var producers = args.Int("producers", 4);
+        var pickupSamples = args.Int("pickups", 500);
+        var queue = "bench-" + Guid.NewGuid().ToString("N")[..8];
+
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Conveyor:Redis:ConnectionString"] = redis + ",allowAdmin=true",
+            ["Conveyor:Processor:Concurrency"] = concurrency.ToString(CultureInfo.InvariantCulture),
+            ["Conveyor:Processor:Prefetch"] = prefetch.ToString(CultureInfo.InvariantCulture),
+            ["Conveyor:Processor:Queues:0"] = queue,
+        }).Build();
+        var probe = new PickupProbe();
+        var services = new ServiceCollection()
+            .AddLogging(logging => logging.AddConsole().SetMinimumLevel(LogLevel.Warning))
+            .AddSingleton(probe);
+        services.AddConveyor(configuration).AddJobHandler<NoopHandler>("noop");
+        await using var provider = services.BuildServiceProvider();
+        var producer = provider.GetRequiredService<Producer>();
+        var processor = provider.GetRequiredService<Processor>();
+        var admin = provider.GetRequiredService<QueueAdmin>();
+        var multiplexer = await provider.GetRequiredService<Conveyor.Storage.RedisConnection>().GetMultiplexerAsync();
+        var server = multiplexer.GetServers()[0];
+        var db = multiplexer.GetDatabase();
+
+        // Warm up the scripts and the JIT on a small batch, then start clean.
+        await producer.EnqueueBatchAsync(queue, [.. Enumerable.Range(0, 100).Select(_ => new JobRequest("noop", "{}"))]);
+        await processor.RunSessionAsync(queue, TimeSpan.FromSeconds(1), CancellationToken.None);
+
+        // 1. Enqueue N jobs in batches, a few batches in flight at once.
+        Console.Error.WriteLine($"enqueue {jobs} jobs in batches of {batch}, {producers} producers");
+        var before = await RedisStats.ReadAsync(server);
+        var clock = Stopwatch.StartNew();
+        var next = -1;
+        var payload = """{"n":12345,"kind":"bench"}""";
+        await Task.WhenAll(Enumerable.Range(0, producers).Select(async _ =>
+        {
+            int index;
+            while ((index = Interlocked.Increment(ref next)) * batch < jobs)
+            {
+                var count = Math.Min(batch, jobs - index * batch);
+                await producer.EnqueueBatchAsync(queue, [.. Enumerable.Range(0, count).Select(_ => new JobRequest("noop", payload))]);
+            }
+        }));
+        var enqueueSeconds = clock.Elapsed.TotalSeconds;
+        var afterEnqueue = await RedisStats.ReadAsync(server);
+
+        // 2. Drain them with one processor session.
+        Console.Error.WriteLine($"drain with concurrency {concurrency}, prefetch {prefetch}");
+        using var stop = new CancellationTokenSource();
+        clock.Restart();
+        var session = processor.RunSessionAsync(queue, null, stop.Token);
+        var jobsKey = $"conveyor:{{{queue}}}:jobs";
+        while (await db.HashLengthAsync(jobsKey) > 0)
+        {
+            await Task.Delay(5);
+        }
+        var drainSeconds = clock.Elapsed.TotalSeconds;
+        var afterDrain = await RedisStats.ReadAsync(server);
+
+        // 3. Idle pickup: one job at a time into the idle queue, enqueue call to handler start.
+        Console.Error.WriteLine($"idle pickup x{pickupSamples}");
+        var latencies = new List<double>(pickupSamples);
+        for (var i = 0; i < pickupSamples; i++)
+        {
+            var started = probe.Arm();
+            var sent = Stopwatch.GetTimestamp();
+            await producer.EnqueueAsync(queue, new JobRequest("noop", payload));
+            var at = await started;
+            latencies.Add(Stopwatch.GetElapsedTime(sent, at).TotalMilliseconds);
+            await Task.Delay(2);
+        }
+        await stop.CancelAsync();
+        var result = await session;
+        latencies.Sort();
+
+        var enqueueDelta = afterEnqueue - before;
+        var drainDelta = afterDrain - afterEnqueue;
+        var line = new Dictionary<string, object>
+        {
+            ["mode"] = "queue",
+            ["jobs"] = jobs,
+            ["concurrency"] = concurrency,
+            ["prefetch"] = prefetch,
+            ["enqueuedPerSec"] = Math.Round(jobs / enqueueSeconds),
+            ["processedPerSec"] = Math.Round(jobs / drainSeconds),
+            ["pickupP50Ms"] = Math.Round(Percentile(latencies, 0.50), 3),
+            ["pickupP99Ms"] = Math.Round(Percentile(latencies, 0.99), 3),
+            ["redisCommandsPerJob"] = Math.Round((double)(enqueueDelta.Commands + drainDelta.Commands) / jobs, 4),
+            ["redisScriptCallsPerJob"] = Math.Round((double)(enqueueDelta.ScriptCalls + drainDelta.ScriptCalls) / jobs, 4),
+            ["redisCpuEnqueuePct"] = Math.Round(100 * enqueueDelta.CpuSeconds / enqueueSeconds, 1),
+            ["redisCpuDrainPct"] = Math.Round(100 * drainDelta.CpuSeconds / drainSeconds, 1),
+            ["acked"] = result.Acked,
+        };
+        Console.WriteLine(JsonSerializer.Serialize(line));
+        await db.KeyDeleteAsync([$"conveyor:{{{queue}}}:jobs", $"conveyor:{{{queue}}}:seq", $"conveyor:{{{queue}}}:consumers"]);
+        await db.SetRemoveAsync("conveyor:queues", queue);
+        return 0;
+    }
+
+    private static double Percentile(List<double> sorted, double p) =>
+        sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
+
+    private sealed class NoopHandler(PickupProbe probe) : IJobHandler
+    {
+        public Task HandleAsync(Job job, CancellationToken cancellationToken)
+        {
+            probe.Started();
+            return Task.CompletedTask;
+        }
+    }
+
+    private sealed class PickupProbe
+    {
+        private TaskCompletionSource<long>? _armed;
+
+        public Task<long> Arm()
+        {
+            var source = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
+            Volatile.Write(ref _armed, source);
+            return source.Task;
+        }
+
+        public void Started() => Interlocked.Exchange(ref _armed, null)?.TrySetResult(Stopwatch.GetTimestamp());
+    }
+
+    /// <summary>Client commands (what Redis counts in INFO commandstats: script calls and the commands they run), script calls, CPU.</summary>
+    private readonly record struct RedisStats(long Commands, long ScriptCalls, double CpuSeconds)
+    {
+        public static RedisStats operator -(RedisStats a, RedisStats b) => new(a.Commands - b.Commands, a.ScriptCalls - b.ScriptCalls, a.CpuSeconds - b.CpuSeconds);
+
+        public static async Task<RedisStats> ReadAsync(IServer server)
+        {
+            var info = (await server.InfoAsync()).SelectMany(g => g).ToDictionary(p => p.Key, p => p.Value);
+            var commandStats = (await server.InfoAsync("commandstats")).SelectMany(g => g).ToList();
+            long Calls(string name) => commandStats.Where(p => p.Key == "cmdstat_" + name)
+                .Select(p => long.Parse(p.Value.Split(',')[0]["calls=".Length..], CultureInfo.InvariantCulture)).Sum();
+            var cpu = double.Parse(info["used_cpu_user"], CultureInfo.InvariantCulture) + double.Parse(info["used_cpu_sys"], CultureInfo.InvariantCulture);
+            return new RedisStats(long.Parse(info["total_commands_processed"], CultureInfo.InvariantCulture), Calls("evalsha") + Calls("eval"), cpu);
+        }
     }
 }
