@@ -1,3 +1,4 @@
+using Conveyor.Api;
 using Conveyor.Queue;
 using Conveyor.Storage;
 using Microsoft.Extensions.Configuration;
@@ -30,6 +31,11 @@ public static class ServiceCollectionExtensions
         services.TryAddSingleton<Scheduler>();
         services.TryAddSingleton<Custodian>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, StartupChecks>());
+        services.AddSingleton(new MaintenanceTask("Scheduler", Schedules.Scheduler,
+            async (sp, ct) => await sp.GetRequiredService<Scheduler>().RunOnceAsync(ct)));
+        services.AddSingleton(new MaintenanceTask("Custodian", Schedules.Custodian,
+            async (sp, ct) => await sp.GetRequiredService<Custodian>().RunOnceAsync(ct)));
+        Bind<ApiOptions>(services, configuration, ApiOptions.Section);
         return new ConveyorBuilder(services);
     }
 

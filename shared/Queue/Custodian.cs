@@ -17,6 +17,7 @@ public sealed class Custodian(RedisConnection redis, IOptions<CustodianOptions> 
     /// <summary>One pass over every known queue.</summary>
     public async Task<CustodianResult> RunOnceAsync(CancellationToken cancellationToken)
     {
+        using var activity = ConveyorTelemetry.Source.StartActivity("conveyor.custodian.run");
         var settings = options.Value;
         var db = await redis.GetDatabaseAsync();
         var queues = await db.SetMembersAsync(QueueKeys.Queues);

@@ -7,15 +7,19 @@ namespace Conveyor.Queue;
 public enum JobState
 {
     /// <summary>Waiting for its due time (delayed, or a retry after a backoff).</summary>
+    [JsonStringEnumMemberName("scheduled")]
     Scheduled,
 
     /// <summary>In the ready list, waiting for a processor.</summary>
+    [JsonStringEnumMemberName("ready")]
     Ready,
 
     /// <summary>Claimed by a processor.</summary>
+    [JsonStringEnumMemberName("running")]
     Running,
 
     /// <summary>Out of attempts (or without a handler); kept in the dead set until requeued, deleted or trimmed.</summary>
+    [JsonStringEnumMemberName("dead")]
     Dead,
 }
 

@@ -38,6 +38,13 @@ public sealed class Processor(
         return await Task.WhenAll(sessions);
     }
 
+    /// <summary>
+    /// One bounded session per configured queue, <see cref="ProcessorOptions.SessionDuration"/> long: what the
+    /// Functions timer runs per tick, ending well before the host's functionTimeout.
+    /// </summary>
+    public Task<IReadOnlyList<SessionResult>> RunBoundedAsync(CancellationToken cancellationToken) =>
+        RunAsync(options.Value.SessionDuration, cancellationToken);
+
     /// <summary>Runs one session on one queue until cancelled or <paramref name="duration"/> elapses (null: until cancelled).</summary>
     public async Task<SessionResult> RunSessionAsync(string queue, TimeSpan? duration, CancellationToken cancellationToken)
     {

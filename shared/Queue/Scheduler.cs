@@ -13,6 +13,7 @@ public sealed class Scheduler(RedisConnection redis, IOptions<SchedulerOptions> 
     /// <summary>One pass over every known queue, in bounded batches until a batch comes back short.</summary>
     public async Task<SchedulerResult> RunOnceAsync(CancellationToken cancellationToken)
     {
+        using var activity = ConveyorTelemetry.Source.StartActivity("conveyor.scheduler.run");
         var db = await redis.GetDatabaseAsync();
         var queues = await db.SetMembersAsync(QueueKeys.Queues);
         var batchSize = options.Value.BatchSize;

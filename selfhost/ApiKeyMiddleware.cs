@@ -1,0 +1,36 @@
+using System.Security.Cryptography;
+using System.Text;
+using Conveyor.Api;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor.SelfHost;
+
+/// <summary>
+/// The self-host's stand-in for Functions keys: every route but <c>/api/health</c> needs one of
+/// <c>Conveyor:Api:Keys</c> in the <c>x-functions-key</c> header or the <c>code</c> query parameter.
+/// </summary>
+internal sealed class ApiKeyMiddleware(IOptions<ApiOptions> options) : IMiddleware
+{
+    private readonly byte[][] _keys = [.. options.Value.Keys.Where(k => !string.IsNullOrEmpty(k)).Select(k => SHA256.HashData(Encoding.UTF8.GetBytes(k)))];
+
+    public async Task InvokeAsync(HttpContext context, RequestDelegate next)
+    {
+        if (context.Request.Path.Equals("/api/health", StringComparison.OrdinalIgnoreCase) || Authorized(context.Request))
+        {
+            await next(context);
+            return;
+        }
+        await Problems.Unauthorized("Send a function key in the x-functions-key header or the code query parameter").ExecuteAsync(context);
+    }
+
+    private bool Authorized(HttpRequest request)
+    {
+        var presented = request.Headers["x-functions-key"].FirstOrDefault() ?? request.Query["code"].FirstOrDefault();
+        if (string.IsNullOrEmpty(presented))
+        {
+            return false;
+        }
+        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(presented));
+        return _keys.Any(key => CryptographicOperations.FixedTimeEquals(key, hash));
+    }
+}

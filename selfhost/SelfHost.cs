@@ -1,0 +1,42 @@
+using Conveyor.Api;
+using Conveyor.Hosting;
+using Conveyor.Queue;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor.SelfHost;
+
+/// <summary>The Conveyor app on plain ASP.NET Core: the same API and timers as the Functions app, plus a continuous processor.</summary>
+public static class SelfHost
+{
+    public static WebApplication Build(string[] args, Action<ConveyorBuilder>? configure = null, Action<WebApplicationBuilder>? customize = null)
+    {
+        var builder = WebApplication.CreateBuilder(args is ["migrate", ..] ? args[1..] : args);
+        // local.settings.json (the Functions local settings) feeds the self-host too; env vars still win.
+        builder.Configuration.AddLocalSettings(builder.Environment.ContentRootPath);
+        builder.Configuration.AddEnvironmentVariables();
+        customize?.Invoke(builder);
+
+        var conveyor = builder.Services.AddConveyor(builder.Configuration);
+        configure?.Invoke(conveyor);
+        builder.Services.AddOpenApi();
+        builder.Services.AddHostedService<ScheduledMaintenance>();
+        builder.Services.AddHostedService<ProcessorService>();
+        builder.Services.AddSingleton<ApiKeyMiddleware>();
+        // Shutdown waits for the processor's graceful end: running handlers get ShutdownGrace.
+        builder.Services.AddOptions<HostOptions>().Configure<IOptions<ProcessorOptions>>((host, processor) =>
+            host.ShutdownTimeout = processor.Value.ShutdownGrace + TimeSpan.FromSeconds(15));
+
+        var app = builder.Build();
+        app.UseMiddleware<ApiKeyMiddleware>();
+        app.MapConveyorApi();
+        app.MapOpenApi("/api/openapi.json");
+        return app;
+    }
+
+    public static async Task<int> MigrateAsync(WebApplication app)
+    {
+        _ = app;
+        await Console.Error.WriteLineAsync("migrate: the PostgreSQL schema arrives with presence");
+        return 1;
+    }
+}

@@ -1,0 +1,93 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Conveyor.Queue;
+
+namespace Conveyor.Api;
+
+/// <summary>Body of <c>POST /api/queues/{queue}/jobs</c> (and each item of a batch).</summary>
+public sealed record EnqueueJobRequest
+{
+    /// <summary>Handler name.</summary>
+    [JsonRequired] public string Type { get; init; } = "";
+
+    /// <summary>Any JSON value; <c>null</c> for none.</summary>
+    [JsonRequired] public JsonElement Payload { get; init; }
+
+    /// <summary>Idempotency key (default: a new UUIDv7).</summary>
+    public string? Id { get; init; }
+
+    /// <summary>Run no earlier than this instant (ISO 8601). Excludes <see cref="DelaySeconds"/>.</summary>
+    public DateTimeOffset? RunAt { get; init; }
+
+    /// <summary>Run after this many seconds (Redis time). Excludes <see cref="RunAt"/>.</summary>
+    public double? DelaySeconds { get; init; }
+
+    /// <summary>Executions allowed, 1–1000 (default 20).</summary>
+    public int? MaxAttempts { get; init; }
+}
+
+/// <summary>Body of <c>POST /api/queues/{queue}/jobs/batch</c>.</summary>
+public sealed record EnqueueBatchRequest
+{
+    /// <summary>1 to 1,000 jobs, enqueued in one script call; all or none pass validation.</summary>
+    [JsonRequired] public IReadOnlyList<EnqueueJobRequest> Jobs { get; init; } = [];
+}
+
+/// <summary>What an enqueue did.</summary>
+public sealed record EnqueueResponse(string Id, JobState? State, bool Duplicate);
+
+/// <summary>Per-item results of a batch, in request order.</summary>
+public sealed record EnqueueBatchResponse(IReadOnlyList<EnqueueResponse> Results);
+
+/// <summary>A stored job.</summary>
+public sealed record JobResponse(
+    string Id,
+    string Queue,
+    JobState State,
+    string Type,
+    JsonElement Payload,
+    int Attempts,
+    int MaxAttempts,
+    DateTimeOffset EnqueuedAt,
+    DateTimeOffset DueAt,
+    string? LastError,
+    DateTimeOffset? DiedAt,
+    string? TraceParent)
+{
+    internal static JobResponse From(JobInfo job)
+    {
+        using var payload = JsonDocument.Parse(job.Payload);
+        return new(job.Id, job.Queue, job.State, job.Type, payload.RootElement.Clone(), job.Attempts, job.MaxAttempts,
+            job.EnqueuedAt, job.DueAt, job.LastError, job.DiedAt, job.TraceParent);
+    }
+}
+
+/// <summary>A page of dead jobs, most recent death first.</summary>
+public sealed record DeadJobsResponse(IReadOnlyList<JobResponse> Jobs, int Page, int PageSize);
+
+/// <summary>Every known queue with its counts.</summary>
+public sealed record QueueListResponse(IReadOnlyList<QueueStats> Queues);
+
+/// <summary>How many dead jobs went back to the ready list.</summary>
+public sealed record RequeueResponse(long Requeued);
+
+/// <summary>Whether the backing stores answer.</summary>
+public sealed record HealthResponse(string Status, IReadOnlyDictionary<string, string> Checks);
+
+/// <summary>Request/response JSON: web naming, strict numbers, unknown members refused.</summary>
+[JsonSourceGenerationOptions(
+    JsonSerializerDefaults.Web,
+    NumberHandling = JsonNumberHandling.Strict,
+    UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
+[JsonSerializable(typeof(EnqueueJobRequest))]
+[JsonSerializable(typeof(EnqueueBatchRequest))]
+[JsonSerializable(typeof(EnqueueResponse))]
+[JsonSerializable(typeof(EnqueueBatchResponse))]
+[JsonSerializable(typeof(JobResponse))]
+[JsonSerializable(typeof(DeadJobsResponse))]
+[JsonSerializable(typeof(QueueListResponse))]
+[JsonSerializable(typeof(QueueStats))]
+[JsonSerializable(typeof(RequeueResponse))]
+[JsonSerializable(typeof(HealthResponse))]
+public sealed partial class ApiJson : JsonSerializerContext;

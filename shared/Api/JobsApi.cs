@@ -1,0 +1,194 @@
+using Conveyor.Queue;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor.Api;
+
+/// <summary>Queues and jobs over HTTP. Every route is here; the Functions app calls the same handlers.</summary>
+public static class JobsApi
+{
+    public static IEndpointRouteBuilder MapJobsApi(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/api/queues").WithTags("Queues");
+        api.MapGet("", ListQueuesAsync).WithName("ListQueues");
+        api.MapGet("/{queue}", GetQueueAsync).WithName("GetQueue");
+        api.MapPost("/{queue}/jobs", EnqueueAsync).WithName("EnqueueJob");
+        api.MapPost("/{queue}/jobs/batch", EnqueueBatchAsync).WithName("EnqueueJobs");
+        api.MapGet("/{queue}/jobs/{id}", GetJobAsync).WithName("GetJob");
+        api.MapGet("/{queue}/dead", ListDeadAsync).WithName("ListDeadJobs");
+        api.MapPost("/{queue}/dead/requeue", RequeueAllDeadAsync).WithName("RequeueAllDeadJobs");
+        api.MapPost("/{queue}/dead/{id}/requeue", RequeueDeadAsync).WithName("RequeueDeadJob");
+        api.MapDelete("/{queue}/dead/{id}", DeleteDeadAsync).WithName("DeleteDeadJob");
+        return app;
+    }
+
+    /// <summary>202 with the new job, or 200 with the existing one's state when the id was taken.</summary>
+    public static async Task<Results<Accepted<EnqueueResponse>, Ok<EnqueueResponse>, ProblemHttpResult>> EnqueueAsync(
+        string queue, HttpRequest request, Producer producer, IOptions<ApiOptions> options, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var (body, problem) = await RequestBody.ReadAsync(request, ApiJson.Default.EnqueueJobRequest, options.Value.MaxRequestBytes, cancellationToken);
+            if (problem is not null)
+            {
+                return problem;
+            }
+            var result = await producer.EnqueueAsync(queue, ToJob(body!, ""), cancellationToken);
+            var response = new EnqueueResponse(result.Id, result.State, result.Duplicate);
+            return result.Duplicate ? TypedResults.Ok(response) : TypedResults.Accepted($"/api/queues/{queue}/jobs/{result.Id}", response);
+        }
+        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
+        {
+            return problem;
+        }
+    }
+
+    /// <summary>Up to 1,000 jobs in one script call; per-item results in request order.</summary>
+    public static async Task<Results<Ok<EnqueueBatchResponse>, ProblemHttpResult>> EnqueueBatchAsync(
+        string queue, HttpRequest request, Producer producer, IOptions<ApiOptions> options, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var (body, problem) = await RequestBody.ReadAsync(request, ApiJson.Default.EnqueueBatchRequest, options.Value.MaxRequestBytes, cancellationToken);
+            if (problem is not null)
+            {
+                return problem;
+            }
+            var jobs = body!.Jobs.Select((job, i) => ToJob(job, $"jobs[{i}].")).ToList();
+            var results = await producer.EnqueueBatchAsync(queue, jobs, cancellationToken);
+            return TypedResults.Ok(new EnqueueBatchResponse([.. results.Select(r => new EnqueueResponse(r.Id, r.State, r.Duplicate))]));
+        }
+        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
+        {
+            return problem;
+        }
+    }
+
+    /// <summary>The job's state and record; 404 when unknown or already done.</summary>
+    public static async Task<Results<Ok<JobResponse>, ProblemHttpResult>> GetJobAsync(
+        string queue, string id, QueueAdmin admin, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var job = await admin.GetJobAsync(queue, id, cancellationToken);
+            return job is null ? Problems.NotFound($"No job '{id}' in queue '{queue}' (unknown, or finished)") : TypedResults.Ok(JobResponse.From(job));
+        }
+        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
+        {
+            return problem;
+        }
+    }
+
+    /// <summary>Every known queue with its counts.</summary>
+    public static async Task<Results<Ok<QueueListResponse>, ProblemHttpResult>> ListQueuesAsync(QueueAdmin admin, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var names = await admin.ListQueuesAsync(cancellationToken);
+            var stats = await Task.WhenAll(names.Select(name => admin.GetStatsAsync(name, cancellationToken)));
+            return TypedResults.Ok(new QueueListResponse(stats));
+        }
+        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
+        {
+            return problem;
+        }
+    }
+
+    /// <summary>One queue's counts (all zero for a queue that never saw a job).</summary>
+    public static async Task<Results<Ok<QueueStats>, ProblemHttpResult>> GetQueueAsync(string queue, QueueAdmin admin, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return TypedResults.Ok(await admin.GetStatsAsync(queue, cancellationToken));
+        }
+        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
+        {
+            return problem;
+        }
+    }
+
+    /// <summary>Dead jobs, newest first: <c>?page=1&amp;pageSize=50</c> (page from 1, size 1–1000).</summary>
+    public static async Task<Results<Ok<DeadJobsResponse>, ProblemHttpResult>> ListDeadAsync(
+        string queue, HttpRequest request, QueueAdmin admin, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var (page, pageSize) = Paging.Read(request.Query);
+            var jobs = await admin.ListDeadAsync(queue, (page - 1) * pageSize, pageSize, cancellationToken);
+            return TypedResults.Ok(new DeadJobsResponse([.. jobs.Select(JobResponse.From)], page, pageSize));
+        }
+        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
+        {
+            return problem;
+        }
+    }
+
+    /// <summary>Gives one dead job a fresh set of attempts; 404 when it is not dead.</summary>
+    public static async Task<Results<Ok<RequeueResponse>, ProblemHttpResult>> RequeueDeadAsync(
+        string queue, string id, QueueAdmin admin, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await admin.RequeueDeadAsync(queue, id, cancellationToken)
+                ? TypedResults.Ok(new RequeueResponse(1))
+                : Problems.NotFound($"No dead job '{id}' in queue '{queue}'");
+        }
+        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
+        {
+            return problem;
+        }
+    }
+
+    /// <summary>Gives every dead job of the queue a fresh set of attempts.</summary>
+    public static async Task<Results<Ok<RequeueResponse>, ProblemHttpResult>> RequeueAllDeadAsync(
+        string queue, QueueAdmin admin, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return TypedResults.Ok(new RequeueResponse(await admin.RequeueAllDeadAsync(queue, cancellationToken)));
+        }
+        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
+        {
+            return problem;
+        }
+    }
+
+    /// <summary>Deletes one dead job for good; 404 when it is not dead.</summary>
+    public static async Task<Results<NoContent, ProblemHttpResult>> DeleteDeadAsync(
+        string queue, string id, QueueAdmin admin, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await admin.DeleteDeadAsync(queue, id, cancellationToken)
+                ? TypedResults.NoContent()
+                : Problems.NotFound($"No dead job '{id}' in queue '{queue}'");
+        }
+        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
+        {
+            return problem;
+        }
+    }
+
+    private static JobRequest ToJob(EnqueueJobRequest body, string prefix)
+    {
+        TimeSpan? delay = null;
+        if (body.DelaySeconds is { } seconds)
+        {
+            if (!double.IsFinite(seconds) || seconds < 0 || seconds > JobValidation.MaxScheduleAhead.TotalSeconds)
+            {
+                throw new ConveyorValidationException(prefix + "delaySeconds", "must be between 0 and 31536000 (365 days)");
+            }
+            delay = TimeSpan.FromSeconds(seconds);
+        }
+        return new JobRequest(body.Type, body.Payload.GetRawText())
+        {
+            Id = body.Id,
+            RunAt = body.RunAt,
+            Delay = delay,
+            MaxAttempts = body.MaxAttempts,
+        };
+    }
+}

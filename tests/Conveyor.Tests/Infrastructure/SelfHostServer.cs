@@ -1,0 +1,83 @@
+using System.Net.Http.Headers;
+using Conveyor.Hosting;
+using Conveyor.SelfHost;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Configuration;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Conveyor.Tests.Infrastructure;
+
+/// <summary>The self-host on a free loopback port, against the test Redis (and PostgreSQL), with a <see cref="Probe"/> handler.</summary>
+public sealed class SelfHostServer : IAsyncDisposable
+{
+    public const string Key = "test-key-123";
+
+    private SelfHostServer(WebApplication app, Probe probe, Uri address)
+    {
+        App = app;
+        Probe = probe;
+        Client = new HttpClient { BaseAddress = address };
+        Client.DefaultRequestHeaders.Add("x-functions-key", Key);
+        Anonymous = new HttpClient { BaseAddress = address };
+    }
+
+    public WebApplication App { get; }
+    public Probe Probe { get; }
+
+    /// <summary>Sends the API key.</summary>
+    public HttpClient Client { get; }
+
+    /// <summary>Sends no key.</summary>
+    public HttpClient Anonymous { get; }
+
+    public static async Task<SelfHostServer> StartAsync(string queue, Dictionary<string, string?>? settings = null)
+    {
+        var redis = await TestRedis.ConnectionStringAsync();
+        var values = new Dictionary<string, string?>
+        {
+            ["Conveyor:Redis:ConnectionString"] = redis,
+            ["Conveyor:Api:Keys:0"] = Key,
+            ["Conveyor:Processor:Queues:0"] = queue,
+            ["Conveyor:Processor:IdlePollInterval"] = "00:00:00.05",
+            ["Conveyor:Processor:HeartbeatInterval"] = "00:00:00.5",
+            ["Conveyor:Processor:ShutdownGrace"] = "00:00:02",
+            ["Conveyor:Queue:RetryBaseDelay"] = "00:00:00.001",
+            ["Conveyor:Queue:MaxBackoff"] = "00:00:01",
+            [Schedules.Scheduler] = "* * * * * *",
+            [Schedules.Custodian] = "* * * * * *",
+            [Schedules.HeartbeatFlush] = "* * * * * *",
+            [Schedules.StaleSweeper] = "* * * * * *",
+        };
+        foreach (var (key, value) in settings ?? [])
+        {
+            values[key] = value;
+        }
+        var probe = new Probe();
+        var app = Conveyor.SelfHost.SelfHost.Build(
+            ["--urls", "http://127.0.0.1:0", "--environment", "Development"],
+            conveyor => conveyor.AddJobHandler<ProbeHandler>("probe"),
+            builder =>
+            {
+                builder.Configuration.AddInMemoryCollection(values);
+                builder.Services.AddSingleton(probe);
+                builder.Logging.SetMinimumLevel(LogLevel.Warning);
+            });
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.First();
+        return new SelfHostServer(app, probe, new Uri(address));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        Anonymous.Dispose();
+        await App.StopAsync();
+        await App.DisposeAsync();
+    }
+
+    public static StringContent Json(string json) => new(json, new MediaTypeHeaderValue("application/json"));
+}
