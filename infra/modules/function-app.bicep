@@ -1,0 +1,188 @@
+// Flex Consumption plan (FC1) + the Conveyor function app (.NET 10 isolated), running as a user-assigned
+// managed identity. No secrets in app settings: storage, Redis, PostgreSQL and Application Insights all take
+// Microsoft Entra tokens for that identity.
+
+@description('Azure region.')
+param location string
+
+@description('Tags applied to the plan.')
+param tags object
+
+@description('Tags applied to the function app (azd finds the service by azd-service-name).')
+param appTags object
+
+@description('Flex Consumption plan name.')
+param planName string
+
+@description('Function app name (also the <name>.azurewebsites.net host).')
+param appName string
+
+@description('Resource id of the user-assigned managed identity the app runs as.')
+param identityId string
+
+@description('Client id of that identity.')
+param identityClientId string
+
+@description('Principal (object) id of that identity; the Redis ACL user name.')
+param identityPrincipalId string
+
+@description('Name of that identity; the PostgreSQL role name.')
+param identityName string
+
+@description('Storage account used as AzureWebJobsStorage (identity-based).')
+param storageAccountName string
+
+@description('Blob endpoint of that account, e.g. https://<account>.blob.core.windows.net/.')
+param storageBlobEndpoint string
+
+@description('Container that receives the deployment package.')
+param deploymentContainerName string
+
+@description('Existing Application Insights component (local auth disabled; ingestion uses the identity).')
+param applicationInsightsName string
+
+@description('Azure Managed Redis host name, without port.')
+param redisHostName string
+
+@description('Azure Managed Redis database port.')
+param redisPort int
+
+@description('PostgreSQL flexible server fully qualified domain name.')
+param postgresFqdn string
+
+@description('PostgreSQL database name.')
+param postgresDatabaseName string
+
+@description('Most instances per function group (40-1000).')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int
+
+@description('Memory per instance in MB.')
+@allowed([512, 2048, 4096])
+param instanceMemoryMB int
+
+@description('Host functionTimeout (hh:mm:ss). Must exceed Processor session duration + its 30 s shutdown grace.')
+param functionTimeout string
+
+@description('Length of one processor session (hh:mm:ss).')
+param processorSessionDuration string
+
+@description('Handlers running at once per queue in one processor session.')
+param processorConcurrency int
+
+@description('Jobs claimed per script call / held beyond those running.')
+param processorPrefetch int
+
+@description('NCRONTAB schedules (6 fields, UTC).')
+param schedules {
+  scheduler: string
+  custodian: string
+  heartbeatFlush: string
+  staleSweeper: string
+  processor: string
+}
+
+@description('Value of WEBSITE_USE_PLACEHOLDER_DOTNETISOLATED: 0 works around the .NET 10 on Flex Consumption worker crash (Azure/azure-functions-dotnet-worker#3335).')
+@allowed(['0', '1'])
+param dotnetIsolatedPlaceholder string
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2025-03-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource app 'Microsoft.Web/sites@2025-03-01' = {
+  name: appName
+  location: location
+  tags: appTags
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    siteConfig: {
+      minTlsVersion: '1.2'
+      // On Flex Consumption the runtime comes from functionAppConfig.runtime: FUNCTIONS_WORKER_RUNTIME and
+      // FUNCTIONS_EXTENSION_VERSION must not be set here.
+      appSettings: [
+        // Host storage, identity-based (user-assigned identity).
+        { name: 'AzureWebJobsStorage__accountName', value: storageAccountName }
+        { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
+        { name: 'AzureWebJobsStorage__clientId', value: identityClientId }
+        // Telemetry with Entra ingestion.
+        { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: appInsights.properties.ConnectionString }
+        { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'Authorization=AAD;ClientId=${identityClientId}' }
+        // Lets DefaultAzureCredential pick the user-assigned identity.
+        { name: 'AZURE_CLIENT_ID', value: identityClientId }
+        // .NET 10 on Flex: FunctionsNetHost can exit with SIGSEGV (139) when specialising a placeholder.
+        { name: 'WEBSITE_USE_PLACEHOLDER_DOTNETISOLATED', value: dotnetIsolatedPlaceholder }
+        // Overrides host.json; see the relation with the processor session below.
+        { name: 'AzureFunctionsJobHost__functionTimeout', value: functionTimeout }
+        // Conveyor: Redis with Entra (ACL user = the identity's object id).
+        { name: 'Conveyor__Redis__HostName', value: '${redisHostName}:${redisPort}' }
+        { name: 'Conveyor__Redis__UseEntraId', value: 'true' }
+        { name: 'Conveyor__Redis__PrincipalId', value: identityPrincipalId }
+        // Conveyor: PostgreSQL with Entra (role = the identity's name; the token is the password).
+        {
+          name: 'Conveyor__Postgres__ConnectionString'
+          value: 'Host=${postgresFqdn};Database=${postgresDatabaseName};Username=${identityName};Ssl Mode=Require'
+        }
+        { name: 'Conveyor__Postgres__UseEntraId', value: 'true' }
+        { name: 'Conveyor__Identity__ClientId', value: identityClientId }
+        // Conveyor: processor sessions. Session + 30 s shutdown grace < functionTimeout.
+        { name: 'Conveyor__Processor__SessionDuration', value: processorSessionDuration }
+        { name: 'Conveyor__Processor__Concurrency', value: string(processorConcurrency) }
+        { name: 'Conveyor__Processor__Prefetch', value: string(processorPrefetch) }
+        // Timer schedules, read by the host as %ConveyorXxxSchedule%.
+        { name: 'ConveyorSchedulerSchedule', value: schedules.scheduler }
+        { name: 'ConveyorCustodianSchedule', value: schedules.custodian }
+        { name: 'ConveyorHeartbeatFlushSchedule', value: schedules.heartbeatFlush }
+        { name: 'ConveyorStaleSweeperSchedule', value: schedules.staleSweeper }
+        { name: 'ConveyorProcessorSchedule', value: schedules.processor }
+      ]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storageBlobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'dotnet-isolated'
+        version: '10.0'
+      }
+    }
+  }
+}
+
+output appName string = app.name
+output planName string = plan.name
+output defaultHostName string = app.properties.defaultHostName
