@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Conveyor.Storage;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -42,8 +43,14 @@ public sealed class Processor(
     /// One bounded session per configured queue, <see cref="ProcessorOptions.SessionDuration"/> long: what the
     /// Functions timer runs per tick, ending well before the host's functionTimeout.
     /// </summary>
-    public Task<IReadOnlyList<SessionResult>> RunBoundedAsync(CancellationToken cancellationToken) =>
-        RunAsync(options.Value.SessionDuration, cancellationToken);
+    public async Task<IReadOnlyList<SessionResult>> RunBoundedAsync(CancellationToken cancellationToken)
+    {
+        var caller = Activity.Current;
+        using var activity = ConveyorTelemetry.Source.StartActivity("conveyor.processor.run");
+        // Jobs continue their producer's trace, not this minutes-long span.
+        Activity.Current = caller;
+        return await RunAsync(options.Value.SessionDuration, cancellationToken);
+    }
 
     /// <summary>Runs one session on one queue until cancelled or <paramref name="duration"/> elapses (null: until cancelled).</summary>
     public async Task<SessionResult> RunSessionAsync(string queue, TimeSpan? duration, CancellationToken cancellationToken)

@@ -1,0 +1,14 @@
+using Conveyor.Api;
+using Conveyor.Storage;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Azure.Functions.Worker;
+
+namespace Conveyor.Functions.Http;
+
+public sealed class GetHealthFunction(RedisConnection redis)
+{
+    [Function("GetHealth")]
+    public async Task<IResult> Run(
+        [HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "health")] HttpRequest req, CancellationToken cancellationToken)
+        => await HealthApi.GetHealthAsync(redis, cancellationToken);
+}

@@ -1,0 +1,39 @@
+using Azure.Monitor.OpenTelemetry.Exporter;
+using Conveyor;
+using Conveyor.Functions;
+using Microsoft.Azure.Functions.Worker;
+using Microsoft.Azure.Functions.Worker.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Trace;
+
+var builder = FunctionsApplication.CreateBuilder(args);
+builder.ConfigureFunctionsWebApplication();
+
+// Application Insights: WorkerService 2.x (Worker.ApplicationInsights breaks on 3.x) for requests and logs,
+// OpenTelemetry for Conveyor's own meter and traces. Local auth is off in Azure: both use Entra.
+builder.Services
+    .AddApplicationInsightsTelemetryWorkerService()
+    .ConfigureFunctionsApplicationInsights();
+builder.Logging.Services.Configure<LoggerFilterOptions>(options =>
+{
+    // The Application Insights SDK adds a Warning-level default rule; let host.json / Logging decide instead.
+    var rule = options.Rules.FirstOrDefault(r => r.ProviderName == "Microsoft.Extensions.Logging.ApplicationInsights.ApplicationInsightsLoggerProvider");
+    if (rule is not null)
+    {
+        options.Rules.Remove(rule);
+    }
+});
+var telemetry = builder.Services.AddOpenTelemetry()
+    .WithMetrics(metrics => metrics.AddMeter(ConveyorTelemetry.Name))
+    .WithTracing(tracing => tracing.AddSource(ConveyorTelemetry.Name));
+if (!string.IsNullOrEmpty(builder.Configuration["APPLICATIONINSIGHTS_CONNECTION_STRING"]))
+{
+    telemetry.UseAzureMonitorExporter();
+}
+
+builder.Services.AddConveyorFunctions(builder.Configuration);
+builder.Build().Run();

@@ -1,0 +1,11 @@
+// Stand-in for package Microsoft.Azure.Functions.Worker.Core 2.52.0.
+// Mirrors Azure/azure-functions-dotnet-worker src/DotNetWorker.Core/Context/RetryContext.cs.
+// Declarations only: see ../README.md.
+namespace Microsoft.Azure.Functions.Worker;
+
+public abstract class RetryContext
+{
+    public abstract int RetryCount { get; }
+
+    public abstract int MaxRetryCount { get; }
+}
