@@ -12,16 +12,19 @@ public static class JobsApi
 {
     public static IEndpointRouteBuilder MapJobsApi(this IEndpointRouteBuilder app)
     {
-        var api = app.MapGroup("/api/queues").WithTags("Queues");
+        var api = app.MapGroup("/api/queues").WithTags("Queues")
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
         api.MapGet("", ListQueuesAsync).WithName("ListQueues");
         api.MapGet("/{queue}", GetQueueAsync).WithName("GetQueue");
-        api.MapPost("/{queue}/jobs", EnqueueAsync).WithName("EnqueueJob");
-        api.MapPost("/{queue}/jobs/batch", EnqueueBatchAsync).WithName("EnqueueJobs");
-        api.MapGet("/{queue}/jobs/{id}", GetJobAsync).WithName("GetJob");
+        api.MapPost("/{queue}/jobs", EnqueueAsync).WithName("EnqueueJob").WithJsonBody<EnqueueJobRequest>().ProducesBodyProblems();
+        api.MapPost("/{queue}/jobs/batch", EnqueueBatchAsync).WithName("EnqueueJobs").WithJsonBody<EnqueueBatchRequest>().ProducesBodyProblems();
+        api.MapGet("/{queue}/jobs/{id}", GetJobAsync).WithName("GetJob").ProducesProblem(StatusCodes.Status404NotFound);
         api.MapGet("/{queue}/dead", ListDeadAsync).WithName("ListDeadJobs");
         api.MapPost("/{queue}/dead/requeue", RequeueAllDeadAsync).WithName("RequeueAllDeadJobs");
-        api.MapPost("/{queue}/dead/{id}/requeue", RequeueDeadAsync).WithName("RequeueDeadJob");
-        api.MapDelete("/{queue}/dead/{id}", DeleteDeadAsync).WithName("DeleteDeadJob");
+        api.MapPost("/{queue}/dead/{id}/requeue", RequeueDeadAsync).WithName("RequeueDeadJob").ProducesProblem(StatusCodes.Status404NotFound);
+        api.MapDelete("/{queue}/dead/{id}", DeleteDeadAsync).WithName("DeleteDeadJob").ProducesProblem(StatusCodes.Status404NotFound);
         return app;
     }
 
