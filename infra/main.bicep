@@ -54,7 +54,7 @@ param heartbeatFlushSchedule string = '*/10 * * * * *'
 param staleSweeperSchedule string = '*/30 * * * * *'
 
 @description('ConveyorProcessorSchedule (NCRONTAB with seconds, UTC): start a bounded processor session.')
-param processorSchedule string = '0 */5 * * * *'
+param processorSchedule string = '*/10 * * * * *'
 
 @description('WEBSITE_USE_PLACEHOLDER_DOTNETISOLATED. 0 (default) avoids the .NET 10 on Flex Consumption worker crash (exit 139, Azure/azure-functions-dotnet-worker#3335) at the cost of placeholder cold-start optimisation.')
 @allowed(['0', '1'])

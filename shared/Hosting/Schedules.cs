@@ -21,7 +21,7 @@ public static class Schedules
         [Custodian] = "*/15 * * * * *",
         [HeartbeatFlush] = "*/10 * * * * *",
         [StaleSweeper] = "*/30 * * * * *",
-        [Processor] = "0 */5 * * * *",
+        [Processor] = "*/10 * * * * *",
     };
 
     /// <summary>Parses a six-field (seconds first) or five-field NCRONTAB expression.</summary>

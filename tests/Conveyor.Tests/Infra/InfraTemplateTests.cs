@@ -261,7 +261,7 @@ public sealed partial class InfraTemplateTests(CompiledTemplate template) : ICla
         Assert.Equal("*/15 * * * * *", template.ParameterDefault("custodianSchedule"));
         Assert.Equal("*/10 * * * * *", template.ParameterDefault("heartbeatFlushSchedule"));
         Assert.Equal("*/30 * * * * *", template.ParameterDefault("staleSweeperSchedule"));
-        Assert.Equal("0 */5 * * * *", template.ParameterDefault("processorSchedule"));
+        Assert.Equal("*/10 * * * * *", template.ParameterDefault("processorSchedule"));
     }
 
     [Fact]
