@@ -33,37 +33,11 @@ public sealed record EnqueueBatchRequest
     [JsonRequired] public IReadOnlyList<EnqueueJobRequest> Jobs { get; init; } = [];
 }
 
-/// <summary>What an enqueue did.</summary>
-public sealed record EnqueueResponse(string Id, JobState? State, bool Duplicate);
-
 /// <summary>Per-item results of a batch, in request order.</summary>
-public sealed record EnqueueBatchResponse(IReadOnlyList<EnqueueResponse> Results);
-
-/// <summary>A stored job.</summary>
-public sealed record JobResponse(
-    string Id,
-    string Queue,
-    JobState State,
-    string Type,
-    JsonElement Payload,
-    int Attempts,
-    int MaxAttempts,
-    DateTimeOffset EnqueuedAt,
-    DateTimeOffset DueAt,
-    string? LastError,
-    DateTimeOffset? DiedAt,
-    string? TraceParent)
-{
-    internal static JobResponse From(JobInfo job)
-    {
-        using var payload = JsonDocument.Parse(job.Payload);
-        return new(job.Id, job.Queue, job.State, job.Type, payload.RootElement.Clone(), job.Attempts, job.MaxAttempts,
-            job.EnqueuedAt, job.DueAt, job.LastError, job.DiedAt, job.TraceParent);
-    }
-}
+public sealed record EnqueueBatchResponse(IReadOnlyList<EnqueueResult> Results);
 
 /// <summary>A page of dead jobs, most recent death first.</summary>
-public sealed record DeadJobsResponse(IReadOnlyList<JobResponse> Jobs, int Page, int PageSize);
+public sealed record DeadJobsResponse(IReadOnlyList<JobInfo> Jobs, int Page, int PageSize);
 
 /// <summary>Every known queue with its counts.</summary>
 public sealed record QueueListResponse(IReadOnlyList<QueueStats> Queues);
@@ -82,9 +56,9 @@ public sealed record HealthResponse(string Status, IReadOnlyDictionary<string, s
     DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
 [JsonSerializable(typeof(EnqueueJobRequest))]
 [JsonSerializable(typeof(EnqueueBatchRequest))]
-[JsonSerializable(typeof(EnqueueResponse))]
 [JsonSerializable(typeof(EnqueueBatchResponse))]
-[JsonSerializable(typeof(JobResponse))]
+[JsonSerializable(typeof(JobInfo))]
+[JsonSerializable(typeof(EnqueueResult))]
 [JsonSerializable(typeof(DeadJobsResponse))]
 [JsonSerializable(typeof(QueueListResponse))]
 [JsonSerializable(typeof(QueueStats))]

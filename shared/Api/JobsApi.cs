@@ -29,7 +29,7 @@ public static class JobsApi
     }
 
     /// <summary>202 with the new job, or 200 with the existing one's state when the id was taken.</summary>
-    public static async Task<Results<Accepted<EnqueueResponse>, Ok<EnqueueResponse>, ProblemHttpResult>> EnqueueAsync(
+    public static async Task<Results<Accepted<EnqueueResult>, Ok<EnqueueResult>, ProblemHttpResult>> EnqueueAsync(
         string queue, HttpRequest request, Producer producer, IOptions<ApiOptions> options, CancellationToken cancellationToken)
     {
         try
@@ -40,8 +40,7 @@ public static class JobsApi
                 return problem;
             }
             var result = await producer.EnqueueAsync(queue, ToJob(body!, ""), cancellationToken);
-            var response = new EnqueueResponse(result.Id, result.State, result.Duplicate);
-            return result.Duplicate ? TypedResults.Ok(response) : TypedResults.Accepted($"/api/queues/{queue}/jobs/{result.Id}", response);
+            return result.Duplicate ? TypedResults.Ok(result) : TypedResults.Accepted($"/api/queues/{queue}/jobs/{result.Id}", result);
         }
         catch (Exception ex) when (Problems.TryMap(ex, out var problem))
         {
@@ -62,7 +61,7 @@ public static class JobsApi
             }
             var jobs = body!.Jobs.Select((job, i) => ToJob(job, $"jobs[{i}].")).ToList();
             var results = await producer.EnqueueBatchAsync(queue, jobs, cancellationToken);
-            return TypedResults.Ok(new EnqueueBatchResponse([.. results.Select(r => new EnqueueResponse(r.Id, r.State, r.Duplicate))]));
+            return TypedResults.Ok(new EnqueueBatchResponse(results));
         }
         catch (Exception ex) when (Problems.TryMap(ex, out var problem))
         {
@@ -71,13 +70,13 @@ public static class JobsApi
     }
 
     /// <summary>The job's state and record; 404 when unknown or already done.</summary>
-    public static async Task<Results<Ok<JobResponse>, ProblemHttpResult>> GetJobAsync(
+    public static async Task<Results<Ok<JobInfo>, ProblemHttpResult>> GetJobAsync(
         string queue, string id, QueueAdmin admin, CancellationToken cancellationToken)
     {
         try
         {
             var job = await admin.GetJobAsync(queue, id, cancellationToken);
-            return job is null ? Problems.NotFound($"No job '{id}' in queue '{queue}' (unknown, or finished)") : TypedResults.Ok(JobResponse.From(job));
+            return job is null ? Problems.NotFound($"No job '{id}' in queue '{queue}' (unknown, or finished)") : TypedResults.Ok(job);
         }
         catch (Exception ex) when (Problems.TryMap(ex, out var problem))
         {
@@ -121,7 +120,7 @@ public static class JobsApi
         {
             var (page, pageSize) = Paging.Read(request.Query);
             var jobs = await admin.ListDeadAsync(queue, (page - 1) * pageSize, pageSize, cancellationToken);
-            return TypedResults.Ok(new DeadJobsResponse([.. jobs.Select(JobResponse.From)], page, pageSize));
+            return TypedResults.Ok(new DeadJobsResponse(jobs, page, pageSize));
         }
         catch (Exception ex) when (Problems.TryMap(ex, out var problem))
         {

@@ -67,7 +67,7 @@ public sealed record JobInfo(
     string Queue,
     JobState State,
     string Type,
-    string Payload,
+    [property: JsonConverter(typeof(RawJsonConverter))] string Payload,
     int Attempts,
     int MaxAttempts,
     DateTimeOffset EnqueuedAt,

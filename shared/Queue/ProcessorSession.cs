@@ -61,42 +61,48 @@ internal sealed class ProcessorSession
 
         var subscription = await _multiplexer.GetSubscriber().SubscribeAsync(_keys.Signal);
         subscription.OnMessage(_ => _wake.Set());
-        await BeatAsync();
-        _logger.LogInformation("Consumer {Consumer} started on queue {Queue}", ConsumerId, _keys.Queue);
-
-        var heartbeat = HeartbeatLoopAsync(stopHeartbeat.Token);
-        var flusher = FlushLoopAsync();
-        var workers = Task.WhenAll(Enumerable.Range(0, _options.Concurrency).Select(_ => WorkerLoopAsync(stopClaiming.Token, stopHandlers.Token)));
         try
         {
-            await ClaimLoopAsync(stopClaiming.Token);
-        }
-        catch (OperationCanceledException) when (stopClaiming.IsCancellationRequested)
-        {
-        }
+            await BeatAsync();
+            _logger.LogInformation("Consumer {Consumer} started on queue {Queue}", ConsumerId, _keys.Queue);
 
-        // Graceful end: running handlers get the grace period, then their tokens are cancelled.
-        if (!await Finishes(workers, _options.ShutdownGrace))
-        {
-            _logger.LogWarning("Consumer {Consumer}: handlers still running after the grace period; cancelling them", ConsumerId);
-            await stopHandlers.CancelAsync();
-            if (!await Finishes(workers, AbandonAfter))
+            var heartbeat = HeartbeatLoopAsync(stopHeartbeat.Token);
+            var flusher = FlushLoopAsync();
+            var workers = Task.WhenAll(Enumerable.Range(0, _options.Concurrency).Select(_ => WorkerLoopAsync(stopClaiming.Token, stopHandlers.Token)));
+            try
             {
-                _logger.LogError(
-                    "Consumer {Consumer}: handlers ignore cancellation; their jobs stay claimed and the custodian will recover them", ConsumerId);
+                await ClaimLoopAsync(stopClaiming.Token);
             }
+            catch (OperationCanceledException) when (stopClaiming.IsCancellationRequested)
+            {
+            }
+
+            // Graceful end: running handlers get the grace period, then their tokens are cancelled.
+            if (!await Finishes(workers, _options.ShutdownGrace))
+            {
+                _logger.LogWarning("Consumer {Consumer}: handlers still running after the grace period; cancelling them", ConsumerId);
+                await stopHandlers.CancelAsync();
+                if (!await Finishes(workers, AbandonAfter))
+                {
+                    _logger.LogError(
+                        "Consumer {Consumer}: handlers ignore cancellation; their jobs stay claimed and the custodian will recover them", ConsumerId);
+                }
+            }
+            await ReturnUnstartedAsync();
+            _completions.Writer.TryComplete();
+            await flusher;
+            await stopHeartbeat.CancelAsync();
+            await heartbeat;
+            var deregistered = workers.IsCompleted && await DeregisterAsync();
+            _logger.LogInformation(
+                "Consumer {Consumer} stopped on queue {Queue}: claimed {Claimed}, acked {Acked}, retried {Retried}, killed {Killed}, returned {Returned}",
+                ConsumerId, _keys.Queue, _claimed, _acked, _retried, _killed, _returned);
+            return new SessionResult(_keys.Queue, ConsumerId, _claimed, _acked, _retried, _killed, _returned, _lost, deregistered);
         }
-        await ReturnUnstartedAsync();
-        _completions.Writer.TryComplete();
-        await flusher;
-        await stopHeartbeat.CancelAsync();
-        await heartbeat;
-        var deregistered = workers.IsCompleted && await DeregisterAsync();
-        await subscription.UnsubscribeAsync();
-        _logger.LogInformation(
-            "Consumer {Consumer} stopped on queue {Queue}: claimed {Claimed}, acked {Acked}, retried {Retried}, killed {Killed}, returned {Returned}",
-            ConsumerId, _keys.Queue, _claimed, _acked, _retried, _killed, _returned);
-        return new SessionResult(_keys.Queue, ConsumerId, _claimed, _acked, _retried, _killed, _returned, _lost, deregistered);
+        finally
+        {
+            await subscription.UnsubscribeAsync();
+        }
     }
 
     private static async Task<bool> Finishes(Task task, TimeSpan within)
