@@ -36,6 +36,13 @@ public static class TestRedis
         return multiplexer.Configuration;
     }
 
+    /// <summary>
+    /// A fresh redis-server of the test's own on a free loopback port (stopped at exit), started with
+    /// <paramref name="extraArgs"/> appended; returns its <c>host:port</c>. For tests that change server-wide
+    /// state (ACL users, stats) the shared server must not see.
+    /// </summary>
+    public static Task<string> StartDedicatedAsync(string extraArgs = "") => StartServerAsync(cluster: false, extraArgs);
+
     /// <summary>A queue name no other test uses.</summary>
     public static string UniqueQueue(string hint = "q") => $"{hint}-{Guid.NewGuid():N}"[..Math.Min(60, hint.Length + 33)];
 
@@ -64,7 +71,7 @@ public static class TestRedis
         }
     }
 
-    private static async Task<string> StartServerAsync(bool cluster)
+    private static async Task<string> StartServerAsync(bool cluster, string extraArgs = "")
     {
         var port = FreePort();
         var dir = Directory.CreateTempSubdirectory("conveyor-redis-").FullName;
@@ -72,6 +79,10 @@ public static class TestRedis
         if (cluster)
         {
             args += " --cluster-enabled yes --cluster-config-file nodes.conf";
+        }
+        if (extraArgs.Length > 0)
+        {
+            args += " " + extraArgs;
         }
         Process process;
         try
