@@ -37,11 +37,15 @@ public static class TestRedis
     }
 
     /// <summary>
-    /// A fresh redis-server of the test's own on a free loopback port (stopped at exit), started with
-    /// <paramref name="extraArgs"/> appended; returns its <c>host:port</c>. For tests that change server-wide
-    /// state (ACL users, stats) the shared server must not see.
+    /// A fresh redis-server of the test's own on a free loopback port, started with <paramref name="extraArgs"/>
+    /// appended; disposing it stops it. For tests that change server-wide state (ACL users, stats) the shared
+    /// server must not see.
     /// </summary>
-    public static Task<string> StartDedicatedAsync(string extraArgs = "") => StartServerAsync(cluster: false, extraArgs);
+    public static async Task<DedicatedRedis> StartDedicatedAsync(string extraArgs = "")
+    {
+        var (endpoint, process) = await StartServerAsync(cluster: false, extraArgs);
+        return new DedicatedRedis(endpoint, process);
+    }
 
     /// <summary>A queue name no other test uses.</summary>
     public static string UniqueQueue(string hint = "q") => $"{hint}-{Guid.NewGuid():N}"[..Math.Min(60, hint.Length + 33)];
@@ -56,7 +60,7 @@ public static class TestRedis
         }
         else
         {
-            endpoint = await StartServerAsync(cluster);
+            (endpoint, _) = await StartServerAsync(cluster);
         }
         try
         {
@@ -71,7 +75,7 @@ public static class TestRedis
         }
     }
 
-    private static async Task<string> StartServerAsync(bool cluster, string extraArgs = "")
+    private static async Task<(string Endpoint, Process Process)> StartServerAsync(bool cluster, string extraArgs = "")
     {
         var port = FreePort();
         var dir = Directory.CreateTempSubdirectory("conveyor-redis-").FullName;
@@ -139,7 +143,7 @@ public static class TestRedis
                 await Task.Delay(50);
             }
         }
-        return endpoint;
+        return (endpoint, process);
     }
 
     private static int FreePort()
@@ -164,5 +168,25 @@ public static class TestRedis
                 }
             }
         }
+    }
+}
+
+/// <summary>A redis-server started for one test; disposing it stops it.</summary>
+public sealed class DedicatedRedis(string endpoint, Process process) : IDisposable
+{
+    /// <summary><c>host:port</c>.</summary>
+    public string Endpoint { get; } = endpoint;
+
+    public void Dispose()
+    {
+        try
+        {
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit();
+        }
+        catch (InvalidOperationException)
+        {
+        }
+        process.Dispose();
     }
 }

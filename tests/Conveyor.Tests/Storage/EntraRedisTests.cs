@@ -201,7 +201,8 @@ public sealed class EntraRedisTests
 
     /// <summary>A dedicated redis-server whose ACL user <see cref="ObjectId"/> signs in with the fake token, and Conveyor's Entra path pointed at it.</summary>
     private sealed record EntraRedis(
-        string ObjectId, ServiceProvider Services, ConnectionMultiplexer AdminConnection, FakeTokenCredential Credential, FakeTimeProvider Time, LogCapture Logs)
+        string ObjectId, DedicatedRedis Server, ServiceProvider Services, ConnectionMultiplexer AdminConnection, FakeTokenCredential Credential, FakeTimeProvider Time,
+        LogCapture Logs)
         : IAsyncDisposable
     {
         private const string AdminPassword = "admin-secret";
@@ -217,13 +218,13 @@ public sealed class EntraRedisTests
                 principalId = objectId;
             }
             // The default user gets a password too, so nothing signs in without the token by falling back to it.
-            var endpoint = await TestRedis.StartDedicatedAsync($"--requirepass {AdminPassword} --user {objectId} on >{token} ~* &* +@all");
-            var admin = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true,password={AdminPassword}");
+            var server = await TestRedis.StartDedicatedAsync($"--requirepass {AdminPassword} --user {objectId} on >{token} ~* &* +@all");
+            var admin = await ConnectionMultiplexer.ConnectAsync($"{server.Endpoint},allowAdmin=true,password={AdminPassword}");
             var time = new FakeTimeProvider();
             var credential = new FakeTokenCredential(time) { Token = token };
             var logs = new LogCapture();
-            var services = BuildServices(EntraSettings(endpoint, principalId), credential, time, logs);
-            return new EntraRedis(objectId, services, admin, credential, time, logs);
+            var services = BuildServices(EntraSettings(server.Endpoint, principalId), credential, time, logs);
+            return new EntraRedis(objectId, server, services, admin, credential, time, logs);
         }
 
         /// <summary>The <c>cmdstat_&lt;command&gt;</c> line of INFO commandstats, empty when the command never ran.</summary>
@@ -237,6 +238,7 @@ public sealed class EntraRedisTests
         {
             await Services.DisposeAsync();
             await AdminConnection.DisposeAsync();
+            Server.Dispose();
         }
     }
 }
