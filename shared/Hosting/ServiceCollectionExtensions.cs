@@ -1,3 +1,4 @@
+using Azure.Core;
 using Conveyor.Api;
 using Conveyor.Queue;
 using Conveyor.Storage;
@@ -23,6 +24,11 @@ public static class ServiceCollectionExtensions
         Bind<CustodianOptions>(services, configuration, CustodianOptions.Section);
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<CustodianOptions>, CustodianOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ProcessorOptions>, ProcessorOptionsValidator>());
+
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RedisOptions>, RedisOptionsValidator>());
+        // A factory: built (and asked for tokens) only when something signs in with Microsoft Entra ID.
+        services.TryAddSingleton<TokenCredential>(_ => EntraIdentity.CreateCredential(configuration));
+        services.TryAddSingleton(TimeProvider.System);
 
         services.TryAddSingleton<RedisConnection>();
         services.TryAddSingleton<QueueAdmin>();

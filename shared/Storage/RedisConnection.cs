@@ -1,4 +1,7 @@
+using Azure.Core;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 
@@ -11,10 +14,24 @@ namespace Conveyor.Storage;
 public sealed class RedisConnection : IAsyncDisposable
 {
     private readonly Lazy<Task<ConnectionMultiplexer>> _multiplexer;
+    private readonly CancellationTokenSource _stopping = new();
+    private Task? _refreshing;
 
-    public RedisConnection(IOptions<RedisOptions> options)
+    /// <summary>
+    /// Connects with <see cref="RedisOptions.ConnectionString"/>, or with a Microsoft Entra token when
+    /// <see cref="RedisOptions.UseEntraId"/> is set; only then is the <see cref="TokenCredential"/> resolved from
+    /// <paramref name="services"/>.
+    /// </summary>
+    public RedisConnection(IOptions<RedisOptions> options, IServiceProvider services)
     {
-        var configuration = ConfigurationOptions.Parse(options.Value.ConnectionString);
+        ArgumentNullException.ThrowIfNull(options);
+        var value = options.Value;
+        if (value.UseEntraId)
+        {
+            _multiplexer = new(() => ConnectWithEntraIdAsync(value, services));
+            return;
+        }
+        var configuration = ConfigurationOptions.Parse(value.ConnectionString);
         // Keep retrying in the background instead of failing the host when Redis starts late.
         configuration.AbortOnConnectFail = false;
         _multiplexer = new(() => ConnectionMultiplexer.ConnectAsync(configuration));
@@ -26,12 +43,55 @@ public sealed class RedisConnection : IAsyncDisposable
 
     public async Task<IDatabase> GetDatabaseAsync() => (await _multiplexer.Value).GetDatabase();
 
+    /// <summary>Keeps the Entra token fresh; null on the connection-string path.</summary>
+    internal RedisTokenRefresher? TokenRefresher { get; private set; }
+
     public async ValueTask DisposeAsync()
     {
+        await _stopping.CancelAsync();
         if (_multiplexer.IsValueCreated)
         {
-            await (await _multiplexer.Value).DisposeAsync();
+            // A connection that never came (no Entra token) has nothing to dispose; its error was already raised.
+            var connecting = _multiplexer.Value;
+            await ((Task)connecting).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            if (_refreshing is not null)
+            {
+                await _refreshing;
+            }
+            if (connecting.IsCompletedSuccessfully)
+            {
+                await connecting.Result.DisposeAsync();
+            }
         }
+        TokenRefresher?.Dispose();
+        _stopping.Dispose();
+    }
+
+    /// <summary>
+    /// The first token comes before the connection (a failure throws <see cref="EntraTokenException"/> saying why);
+    /// the refresh loop runs for the life of the connection.
+    /// </summary>
+    private async Task<ConnectionMultiplexer> ConnectWithEntraIdAsync(RedisOptions options, IServiceProvider services)
+    {
+        var refresher = new RedisTokenRefresher(
+            services.GetRequiredService<TokenCredential>(),
+            options.PrincipalId,
+            services.GetService<TimeProvider>() ?? TimeProvider.System,
+            services.GetService<ILoggerFactory>()?.CreateLogger<RedisConnection>() ?? NullLogger<RedisConnection>.Instance);
+        TokenRefresher = refresher;
+        await refresher.AcquireFirstAsync(_stopping.Token);
+        // User and Password stay unset here: StackExchange.Redis then reads them from Defaults on every reconnect.
+        var configuration = new ConfigurationOptions
+        {
+            Defaults = refresher.Provider,
+            Ssl = options.EntraTls,
+            AbortOnConnectFail = false,
+        };
+        configuration.EndPoints.Add(options.HostName!);
+        var multiplexer = await ConnectionMultiplexer.ConnectAsync(configuration);
+        refresher.Attach(multiplexer);
+        _refreshing = refresher.RunAsync(_stopping.Token);
+        return multiplexer;
     }
 
     /// <summary>

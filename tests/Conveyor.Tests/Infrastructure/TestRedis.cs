@@ -36,6 +36,17 @@ public static class TestRedis
         return multiplexer.Configuration;
     }
 
+    /// <summary>
+    /// A fresh redis-server of the test's own on a free loopback port, started with <paramref name="extraArgs"/>
+    /// appended; disposing it stops it. For tests that change server-wide state (ACL users, stats) the shared
+    /// server must not see.
+    /// </summary>
+    public static async Task<DedicatedRedis> StartDedicatedAsync(string extraArgs = "")
+    {
+        var (endpoint, process) = await StartServerAsync(cluster: false, extraArgs);
+        return new DedicatedRedis(endpoint, process);
+    }
+
     /// <summary>A queue name no other test uses.</summary>
     public static string UniqueQueue(string hint = "q") => $"{hint}-{Guid.NewGuid():N}"[..Math.Min(60, hint.Length + 33)];
 
@@ -49,7 +60,7 @@ public static class TestRedis
         }
         else
         {
-            endpoint = await StartServerAsync(cluster);
+            (endpoint, _) = await StartServerAsync(cluster);
         }
         try
         {
@@ -64,7 +75,7 @@ public static class TestRedis
         }
     }
 
-    private static async Task<string> StartServerAsync(bool cluster)
+    private static async Task<(string Endpoint, Process Process)> StartServerAsync(bool cluster, string extraArgs = "")
     {
         var port = FreePort();
         var dir = Directory.CreateTempSubdirectory("conveyor-redis-").FullName;
@@ -72,6 +83,10 @@ public static class TestRedis
         if (cluster)
         {
             args += " --cluster-enabled yes --cluster-config-file nodes.conf";
+        }
+        if (extraArgs.Length > 0)
+        {
+            args += " " + extraArgs;
         }
         Process process;
         try
@@ -128,7 +143,7 @@ public static class TestRedis
                 await Task.Delay(50);
             }
         }
-        return endpoint;
+        return (endpoint, process);
     }
 
     private static int FreePort()
@@ -153,5 +168,25 @@ public static class TestRedis
                 }
             }
         }
+    }
+}
+
+/// <summary>A redis-server started for one test; disposing it stops it.</summary>
+public sealed class DedicatedRedis(string endpoint, Process process) : IDisposable
+{
+    /// <summary><c>host:port</c>.</summary>
+    public string Endpoint { get; } = endpoint;
+
+    public void Dispose()
+    {
+        try
+        {
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit();
+        }
+        catch (InvalidOperationException)
+        {
+        }
+        process.Dispose();
     }
 }
