@@ -1,6 +1,8 @@
+using Azure.Core;
 using Azure.Monitor.OpenTelemetry.Exporter;
 using Conveyor;
 using Conveyor.Functions;
+using Microsoft.ApplicationInsights.Extensibility;
 using Microsoft.Azure.Functions.Worker;
 using Microsoft.Azure.Functions.Worker.Builder;
 using Microsoft.Extensions.DependencyInjection;
@@ -32,7 +34,12 @@ var telemetry = builder.Services.AddOpenTelemetry()
     .WithTracing(tracing => tracing.AddSource(ConveyorTelemetry.Name));
 if (!string.IsNullOrEmpty(builder.Configuration["APPLICATIONINSIGHTS_CONNECTION_STRING"]))
 {
+    // Application Insights has local auth disabled (infra/): both exporters sign in with the app's identity.
     telemetry.UseAzureMonitorExporter();
+    builder.Services.AddOptions<AzureMonitorExporterOptions>()
+        .Configure<TokenCredential>((options, credential) => options.Credential = credential);
+    builder.Services.AddOptions<TelemetryConfiguration>()
+        .Configure<TokenCredential>((configuration, credential) => configuration.SetAzureTokenCredential(credential));
 }
 
 builder.Services.AddConveyorFunctions(builder.Configuration);
