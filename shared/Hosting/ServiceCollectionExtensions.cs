@@ -30,10 +30,11 @@ public static class ServiceCollectionExtensions
         services.TryAddSingleton<Scheduler>();
         services.TryAddSingleton<Custodian>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, StartupChecks>());
+        services.AddConveyorPresence(configuration);
         return new ConveyorBuilder(services);
     }
 
-    private static void Bind<T>(IServiceCollection services, IConfiguration configuration, string section)
+    internal static void Bind<T>(IServiceCollection services, IConfiguration configuration, string section)
         where T : class
     {
         services.AddOptions<T>().Bind(configuration.GetSection(section)).ValidateDataAnnotations().ValidateOnStart();
