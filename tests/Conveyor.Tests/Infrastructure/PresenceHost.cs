@@ -40,7 +40,8 @@ public sealed class PresenceDatabase : IAsyncLifetime
 
 /// <summary>
 /// Conveyor wired with <c>AddConveyor</c> against the test Redis and one test database, through a data
-/// source whose commands <see cref="Commands"/> counts. Starting one empties the presence keys.
+/// source whose commands <see cref="Commands"/> counts. Starting one empties the presence keys and the
+/// runtimes table (each test class has its own database, and its tests run one at a time).
 /// </summary>
 public sealed class PresenceHost : IAsyncDisposable
 {
@@ -67,16 +68,18 @@ public sealed class PresenceHost : IAsyncDisposable
     /// <summary>
     /// A host on <paramref name="database"/>. <paramref name="connectionString"/> overrides where its data source
     /// points (an unreachable server, say); <paramref name="ownConnection"/> gives it its own Redis connection,
-    /// like a separate process; <paramref name="clearPresence"/> empties the presence keys first.
+    /// like a separate process; <paramref name="clearPresence"/> first empties the presence keys and the table;
+    /// <paramref name="cluster"/> uses the single-node Redis Cluster.
     /// </summary>
     public static async Task<PresenceHost> StartAsync(
         TestDatabase database,
         Dictionary<string, string?>? settings = null,
         string? connectionString = null,
         bool ownConnection = false,
-        bool clearPresence = true)
+        bool clearPresence = true,
+        bool cluster = false)
     {
-        var shared = await TestRedis.GetAsync();
+        var shared = cluster ? await TestRedis.GetClusterAsync() : await TestRedis.GetAsync();
         var multiplexer = ownConnection ? await ConnectionMultiplexer.ConnectAsync(shared.Configuration) : shared;
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(settings ?? []).Build();
         var commands = new CommandCounter();
@@ -92,6 +95,7 @@ public sealed class PresenceHost : IAsyncDisposable
         if (clearPresence)
         {
             await db.KeyDeleteAsync([PresenceKeys.Online, PresenceKeys.Beats]);
+            await database.ExecuteAsync("TRUNCATE runtimes");
         }
         return new PresenceHost(provider, db, database, commands, ownConnection ? multiplexer : null);
     }
@@ -115,6 +119,23 @@ public sealed class PresenceHost : IAsyncDisposable
 
     public async Task<bool> KnownOnlineAsync(Guid id) => await Db.HashExistsAsync(PresenceKeys.Online, id.ToString());
 
+    /// <summary>Every row and both presence keys, as text: equal snapshots mean nothing changed.</summary>
+    public async Task<string> SnapshotAsync()
+    {
+        var rows = new List<string>();
+        await using (var command = Database.DataSource.CreateCommand("SELECT id, status, last_seen_at FROM runtimes ORDER BY id"))
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                rows.Add($"{reader.GetGuid(0)} {reader.GetString(1)} {(reader.IsDBNull(2) ? "-" : reader.GetDateTime(2).ToString("O"))}");
+            }
+        }
+        var online = (await Db.HashGetAllAsync(PresenceKeys.Online)).Select(e => $"{e.Name}={e.Value}").Order(StringComparer.Ordinal);
+        var beats = (await Db.SortedSetRangeByRankWithScoresAsync(PresenceKeys.Beats)).Select(e => $"{e.Element}@{e.Score}");
+        return string.Join("\n", [.. rows, "online:", .. online, "beats:", .. beats]);
+    }
+
     public async ValueTask DisposeAsync()
     {
         var dataSource = Services.GetRequiredService<NpgsqlDataSource>();
@@ -127,14 +148,22 @@ public sealed class PresenceHost : IAsyncDisposable
     }
 }
 
-/// <summary>Counts the commands Npgsql executes (from its own command log) for one data source.</summary>
+/// <summary>
+/// Counts, from Npgsql's own log of one data source, the commands it executes and the connections it opens:
+/// either one means a round trip to PostgreSQL.
+/// </summary>
 public sealed class CommandCounter : ILoggerProvider
 {
-    private int _count;
+    private int _commands;
+    private int _opens;
 
-    public ConcurrentQueue<string> Texts { get; } = new();
+    public ConcurrentQueue<string> Log { get; } = new();
 
-    public int Count => Volatile.Read(ref _count);
+    /// <summary>Commands sent.</summary>
+    public int Count => Volatile.Read(ref _commands);
+
+    /// <summary>Connections opened (or attempted).</summary>
+    public int Opens => Volatile.Read(ref _opens);
 
     public ILogger CreateLogger(string categoryName) => new CommandLogger(this, categoryName);
 
@@ -147,12 +176,19 @@ public sealed class CommandCounter : ILoggerProvider
         public IDisposable? BeginScope<TState>(TState state)
             where TState : notnull => null;
 
-        public bool IsEnabled(LogLevel logLevel) => category == "Npgsql.Command";
+        public bool IsEnabled(LogLevel logLevel) => category is "Npgsql.Command" or "Npgsql.Connection";
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
-            counter.Texts.Enqueue($"{eventId.Name}: {formatter(state, exception)}");
-            Interlocked.Increment(ref counter._count);
+            counter.Log.Enqueue($"{category} {eventId.Name}: {formatter(state, exception)}");
+            if (eventId.Name == "ExecutingCommand")
+            {
+                Interlocked.Increment(ref counter._commands);
+            }
+            else if (category == "Npgsql.Connection" && eventId.Name?.StartsWith("Opening", StringComparison.Ordinal) == true)
+            {
+                Interlocked.Increment(ref counter._opens);
+            }
         }
     }
 }
