@@ -109,6 +109,17 @@ public sealed class PresenceHost : IAsyncDisposable
         return runtime;
     }
 
+    /// <summary><paramref name="count"/> runtimes, online and known online.</summary>
+    public async Task<List<RegisteredRuntime>> OnlineRuntimesAsync(int count)
+    {
+        var runtimes = new List<RegisteredRuntime>();
+        for (var i = 0; i < count; i++)
+        {
+            runtimes.Add(await OnlineRuntimeAsync($"agent-{i}"));
+        }
+        return runtimes;
+    }
+
     public Task<DateTime?> LastSeenAtAsync(Guid id) =>
         Database.ScalarAsync<object>("SELECT last_seen_at FROM runtimes WHERE id = $1", id)
             .ContinueWith(t => t.Result is DBNull ? (DateTime?)null : (DateTime)t.Result, TaskScheduler.Default);

@@ -15,11 +15,7 @@ public sealed class DurabilityTests(PresenceDatabase fixture) : IClassFixture<Pr
     public async Task A_flush_while_postgres_is_unreachable_fails_keeps_the_beats_and_the_next_flush_writes_them_all()
     {
         await using var host = await PresenceHost.StartAsync(fixture.Database);
-        var runtimes = new List<RegisteredRuntime>();
-        for (var i = 0; i < 3; i++)
-        {
-            runtimes.Add(await host.OnlineRuntimeAsync($"agent-{i}"));
-        }
+        var runtimes = await host.OnlineRuntimesAsync(3);
         await Task.Delay(5);
         foreach (var runtime in runtimes)
         {

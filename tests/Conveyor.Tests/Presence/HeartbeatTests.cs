@@ -171,11 +171,7 @@ public sealed class HeartbeatTests(PresenceDatabase fixture) : IClassFixture<Pre
     public async Task A_flush_writes_in_batches_of_the_configured_size()
     {
         await using var host = await PresenceHost.StartAsync(fixture.Database, new() { ["Conveyor:Presence:FlushBatchSize"] = "2" });
-        var runtimes = new List<RegisteredRuntime>();
-        for (var i = 0; i < 5; i++)
-        {
-            runtimes.Add(await host.OnlineRuntimeAsync($"agent-{i}"));
-        }
+        var runtimes = await host.OnlineRuntimesAsync(5);
         foreach (var runtime in runtimes)
         {
             await host.Heartbeats.BeatAsync(runtime.Id.ToString(), runtime.Token);

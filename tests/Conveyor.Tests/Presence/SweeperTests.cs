@@ -46,11 +46,7 @@ public sealed class SweeperTests(PresenceDatabase fixture) : IClassFixture<Prese
     public async Task The_sweeper_works_in_batches_and_skips_fresh_runtimes_without_looping()
     {
         await using var host = await PresenceHost.StartAsync(fixture.Database, new() { ["Conveyor:Presence:SweepBatchSize"] = "2" });
-        var runtimes = new List<RegisteredRuntime>();
-        for (var i = 0; i < 5; i++)
-        {
-            runtimes.Add(await host.OnlineRuntimeAsync($"agent-{i}"));
-        }
+        var runtimes = await host.OnlineRuntimesAsync(5);
         await BackdateAsync(host, [.. runtimes.Select(r => r.Id)]);
         var alive = runtimes.OrderBy(r => r.Id.ToString(), StringComparer.Ordinal).First();
         await host.Heartbeats.BeatAsync(alive.Id.ToString(), alive.Token);
@@ -66,11 +62,7 @@ public sealed class SweeperTests(PresenceDatabase fixture) : IClassFixture<Prese
     public async Task Synchronous_beats_racing_the_sweeper_always_end_online()
     {
         await using var host = await PresenceHost.StartAsync(fixture.Database);
-        var runtimes = new List<RegisteredRuntime>();
-        for (var i = 0; i < 40; i++)
-        {
-            runtimes.Add(await host.OnlineRuntimeAsync($"agent-{i}"));
-        }
+        var runtimes = await host.OnlineRuntimesAsync(40);
         for (var round = 0; round < 15; round++)
         {
             // Stale and not known online (say Redis lost them): every beat takes the synchronous path.
@@ -80,7 +72,7 @@ public sealed class SweeperTests(PresenceDatabase fixture) : IClassFixture<Prese
 
             await RaceAsync(host, runtimes);
 
-            Assert.Equal(0L, await host.Database.ScalarAsync<long>("SELECT count(*) FROM runtimes WHERE status <> 'online' OR last_seen_at < now() - interval '1 minute'"));
+            Assert.Equal(0L, await NotFreshlyOnlineAsync(host));
         }
     }
 
@@ -88,11 +80,7 @@ public sealed class SweeperTests(PresenceDatabase fixture) : IClassFixture<Prese
     public async Task Buffered_beats_racing_the_sweeper_always_end_online()
     {
         await using var host = await PresenceHost.StartAsync(fixture.Database);
-        var runtimes = new List<RegisteredRuntime>();
-        for (var i = 0; i < 40; i++)
-        {
-            runtimes.Add(await host.OnlineRuntimeAsync($"agent-{i}"));
-        }
+        var runtimes = await host.OnlineRuntimesAsync(40);
         for (var round = 0; round < 15; round++)
         {
             // Stale in PostgreSQL but known online: beats are buffered unless the sweeper got there first.
@@ -107,7 +95,7 @@ public sealed class SweeperTests(PresenceDatabase fixture) : IClassFixture<Prese
             await RaceAsync(host, runtimes);
             await host.Flusher.RunOnceAsync(CancellationToken.None);
 
-            Assert.Equal(0L, await host.Database.ScalarAsync<long>("SELECT count(*) FROM runtimes WHERE status <> 'online' OR last_seen_at < now() - interval '1 minute'"));
+            Assert.Equal(0L, await NotFreshlyOnlineAsync(host));
         }
     }
 
@@ -130,6 +118,9 @@ public sealed class SweeperTests(PresenceDatabase fixture) : IClassFixture<Prese
         await sweep;
         Assert.All(await Task.WhenAll(beats), b => Assert.Contains(b.Outcome, (BeatOutcome[])[BeatOutcome.Buffered, BeatOutcome.Synchronous]));
     }
+
+    private static Task<long> NotFreshlyOnlineAsync(PresenceHost host) =>
+        host.Database.ScalarAsync<long>("SELECT count(*) FROM runtimes WHERE status <> 'online' OR last_seen_at < now() - interval '1 minute'");
 
     private static string Hash(string token) =>
         Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(token)));
