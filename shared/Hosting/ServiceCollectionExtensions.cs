@@ -42,10 +42,11 @@ public static class ServiceCollectionExtensions
         services.AddSingleton(new MaintenanceTask("Custodian", Schedules.Custodian,
             async (sp, ct) => await sp.GetRequiredService<Custodian>().RunOnceAsync(ct)));
         Bind<ApiOptions>(services, configuration, ApiOptions.Section);
+        services.AddConveyorPresence(configuration);
         return new ConveyorBuilder(services);
     }
 
-    private static void Bind<T>(IServiceCollection services, IConfiguration configuration, string section)
+    internal static void Bind<T>(IServiceCollection services, IConfiguration configuration, string section)
         where T : class
     {
         services.AddOptions<T>().Bind(configuration.GetSection(section)).ValidateDataAnnotations().ValidateOnStart();

@@ -29,9 +29,10 @@ internal static class LuaScripts
         Enqueue, Beat, Claim, Ack, Retry, Kill, ReturnUnstarted, Deregister, Promote, Recover, RequeueDead, DeleteDead, TrimDead,
     ];
 
-    private static RedisScript Load(string name)
+    /// <summary>The embedded script <c>Conveyor.{area}.Lua.{name}.lua</c> (areas: Queue, Presence).</summary>
+    internal static RedisScript Load(string name, string area = "Queue")
     {
-        var resource = $"Conveyor.Queue.Lua.{name}.lua";
+        var resource = $"Conveyor.{area}.Lua.{name}.lua";
         using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream(resource)
             ?? throw new InvalidOperationException($"Embedded script {resource} is missing");
         using var reader = new StreamReader(stream);

@@ -10,4 +10,7 @@ internal static class RedisTime
         var reply = (RedisResult[])(await db.ExecuteAsync("TIME"))!;
         return (long)reply[0] * 1000 + (long)reply[1] / 1000;
     }
+
+    /// <summary>Redis milliseconds as a UTC instant (what PostgreSQL stores as timestamptz).</summary>
+    public static DateTime ToUtc(long ms) => DateTime.UnixEpoch.AddMilliseconds(ms);
 }

@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using Conveyor.Storage;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using StackExchange.Redis;
+
+namespace Conveyor.Presence;
+
+/// <summary>What one flush did.</summary>
+/// <param name="Flushed">Rows whose last_seen_at the flush wrote.</param>
+/// <param name="Raced">Buffered runtimes no longer online in PostgreSQL (swept or deleted); they left the online set.</param>
+/// <param name="Batches">UPDATE statements issued (one per batch).</param>
+public sealed record FlushResult(long Flushed, long Raced, int Batches);
+
+/// <summary>
+/// Writes buffered beats to PostgreSQL, one UPDATE per bounded batch, and forgets them in Redis only after
+/// the commit, and only those not beaten again meanwhile. A flush that fails or dies midway loses nothing:
+/// the beats wait in Redis for the next one. Safe to run on many instances at once.
+/// </summary>
+public sealed class HeartbeatFlusher(NpgsqlDataSource dataSource, RedisConnection redis, IOptions<PresenceOptions> options, ILogger<HeartbeatFlusher> logger)
+{
+    // status = 'online' is load-bearing: a beat buffered before the sweeper (or a delete) won must not
+    // bring the row back; that runtime's next beat does, through the synchronous path.
+    private const string FlushBatch = """
+        UPDATE runtimes r SET last_seen_at = GREATEST(r.last_seen_at, b.seen)
+        FROM unnest($1::uuid[], $2::timestamptz[]) AS b(id, seen)
+        WHERE r.id = b.id AND r.status = 'online'
+        RETURNING r.id
+        """;
+
+    /// <summary>Flushes every beat buffered before this call began, in batches of <see cref="PresenceOptions.FlushBatchSize"/>.</summary>
+    public async Task<FlushResult> RunOnceAsync(CancellationToken cancellationToken)
+    {
+        var batchSize = options.Value.FlushBatchSize;
+        var db = await redis.GetDatabaseAsync();
+        // Beats newer than this wait for the next flush, so a flush ends even while runtimes keep beating.
+        var upTo = await RedisTime.NowMsAsync(db);
+        var started = Stopwatch.GetTimestamp();
+        long flushed = 0, raced = 0;
+        var batches = 0;
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var entries = await db.SortedSetRangeByScoreWithScoresAsync(
+                PresenceKeys.Beats, double.NegativeInfinity, upTo, Exclude.None, Order.Ascending, 0, batchSize);
+            if (entries.Length == 0)
+            {
+                break;
+            }
+            var (touched, written) = await WriteAsync(entries, cancellationToken);
+            batches++;
+            await SettleAsync(db, entries, touched);
+            flushed += written;
+            raced += entries.Length - written;
+            if (entries.Length < batchSize)
+            {
+                break;
+            }
+        }
+        if (batches > 0)
+        {
+            ConveyorTelemetry.RowsFlushed.Add(flushed);
+            ConveyorTelemetry.RowsRaced.Add(raced);
+            ConveyorTelemetry.FlushDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            if (raced > 0)
+            {
+                logger.LogInformation("Heartbeat flush: {Raced} buffered runtimes were no longer online; their next beat brings them back", raced);
+            }
+        }
+        return new FlushResult(flushed, raced, batches);
+    }
+
+    private async Task<(HashSet<Guid> Touched, int Written)> WriteAsync(SortedSetEntry[] entries, CancellationToken cancellationToken)
+    {
+        var ids = new List<Guid>(entries.Length);
+        var seen = new List<DateTime>(entries.Length);
+        foreach (var entry in entries)
+        {
+            // Only beat.lua writes this set, with ids from the online set; anything else is dropped as raced.
+            if (Guid.TryParse(entry.Element.ToString(), out var id))
+            {
+                ids.Add(id);
+                seen.Add(RedisTime.ToUtc((long)entry.Score));
+            }
+        }
+        var touched = new HashSet<Guid>();
+        if (ids.Count == 0)
+        {
+            return (touched, 0);
+        }
+        await using var command = dataSource.CreateCommand(FlushBatch);
+        command.Parameters.AddWithValue(ids.ToArray());
+        command.Parameters.AddWithValue(seen.ToArray());
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            touched.Add(reader.GetGuid(0));
+        }
+        return (touched, touched.Count);
+    }
+
+    private static async Task SettleAsync(IDatabase db, SortedSetEntry[] entries, HashSet<Guid> touched)
+    {
+        var args = new RedisValue[entries.Length * 3];
+        for (var i = 0; i < entries.Length; i++)
+        {
+            var member = entries[i].Element;
+            args[i * 3] = member;
+            args[i * 3 + 1] = (long)entries[i].Score;
+            args[i * 3 + 2] = Guid.TryParse(member.ToString(), out var id) && touched.Contains(id) ? 1 : 0;
+        }
+        await PresenceScripts.Settle.RunAsync(db, PresenceKeys.Both, args);
+    }
+}

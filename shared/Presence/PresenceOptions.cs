@@ -1,0 +1,73 @@
+using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor.Presence;
+
+/// <summary>How heartbeats reach PostgreSQL.</summary>
+public enum PresenceMode
+{
+    /// <summary>Beats of online runtimes are buffered in Redis and flushed in bulk (the default).</summary>
+    Batched,
+
+    /// <summary>Every beat updates PostgreSQL at once: for small installs and for comparison.</summary>
+    Passthrough,
+}
+
+/// <summary>
+/// Runtime presence: heartbeats, flush and stale sweep. Section <c>Conveyor:Presence</c>.
+/// The timers run on the schedules in app settings <c>ConveyorHeartbeatFlushSchedule</c> and
+/// <c>ConveyorStaleSweeperSchedule</c>; keep <see cref="FlushInterval"/> and <see cref="SweepInterval"/>
+/// equal to (or longer than) their periods, because the start-up invariant is checked on these values:
+/// <see cref="BeatInterval"/> + <see cref="FlushInterval"/> + <see cref="SweepInterval"/> &lt; <see cref="StaleWindow"/>.
+/// </summary>
+public sealed class PresenceOptions
+{
+    public const string Section = "Conveyor:Presence";
+
+    /// <summary>Batched (default) or Passthrough.</summary>
+    public PresenceMode Mode { get; set; } = PresenceMode.Batched;
+
+    /// <summary>How often runtimes are told to beat. Default: 15 s. Bounds: 100 ms to 1 h.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.1", "01:00:00")]
+    public TimeSpan BeatInterval { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Period of the heartbeat flush timer. Default: 10 s. Bounds: 100 ms to 1 h.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.1", "01:00:00")]
+    public TimeSpan FlushInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Period of the stale sweeper timer. Default: 30 s. Bounds: 100 ms to 1 h.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.1", "01:00:00")]
+    public TimeSpan SweepInterval { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// A runtime silent this long (Redis time) goes offline. Default: 150 s. Bounds: 1 s to 1 day, and more
+    /// than beat + flush + sweep intervals.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+    public TimeSpan StaleWindow { get; set; } = TimeSpan.FromSeconds(150);
+
+    /// <summary>Buffered beats written per UPDATE statement. Default: 5,000. Bounds: 1 to 50,000.</summary>
+    [Range(1, 50_000)]
+    public int FlushBatchSize { get; set; } = 5000;
+
+    /// <summary>Stale runtimes marked offline per UPDATE statement. Default: 5,000. Bounds: 1 to 50,000.</summary>
+    [Range(1, 50_000)]
+    public int SweepBatchSize { get; set; } = 5000;
+}
+
+/// <summary>
+/// A live runtime must never look stale: its newest beat can wait one beat interval to arrive, one flush
+/// interval to reach PostgreSQL, and one sweep interval before the sweeper looks again.
+/// </summary>
+internal sealed class PresenceOptionsValidator : IValidateOptions<PresenceOptions>
+{
+    public ValidateOptionsResult Validate(string? name, PresenceOptions options)
+    {
+        var total = options.BeatInterval + options.FlushInterval + options.SweepInterval;
+        return total < options.StaleWindow
+            ? ValidateOptionsResult.Success
+            : ValidateOptionsResult.Fail(
+                $"Conveyor:Presence:BeatInterval ({options.BeatInterval}) + FlushInterval ({options.FlushInterval}) + SweepInterval ({options.SweepInterval}) " +
+                $"= {total} must be less than Conveyor:Presence:StaleWindow ({options.StaleWindow}), or live runtimes are marked offline");
+    }
+}

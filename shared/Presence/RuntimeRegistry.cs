@@ -1,0 +1,207 @@
+using System.Text.Json;
+using Conveyor.Storage;
+using Npgsql;
+using StackExchange.Redis;
+
+namespace Conveyor.Presence;
+
+/// <summary>Whether a runtime is beating.</summary>
+public enum RuntimeStatus
+{
+    /// <summary>Beat within the stale window.</summary>
+    Online,
+
+    /// <summary>Never beat, or silent longer than the stale window.</summary>
+    Offline,
+}
+
+/// <summary>A runtime as the registry sees it.</summary>
+/// <param name="Id">Its id.</param>
+/// <param name="Name">Its display name.</param>
+/// <param name="Status">Online or offline, as PostgreSQL holds it.</param>
+/// <param name="LastSeenAt">Its latest beat (Redis time): the newer of PostgreSQL's value and a beat still buffered; null if it never beat.</param>
+/// <param name="CreatedAt">When it registered.</param>
+/// <param name="Metadata">The JSON object given at registration.</param>
+public sealed record RuntimeInfo(Guid Id, string Name, RuntimeStatus Status, DateTimeOffset? LastSeenAt, DateTimeOffset CreatedAt, string Metadata);
+
+/// <summary>A runtime just registered. <see cref="Token"/> is shown this once: only its SHA-256 hash is kept.</summary>
+/// <param name="Id">Its id.</param>
+/// <param name="Token">The secret its beats must present.</param>
+/// <param name="Name">Its display name.</param>
+/// <param name="CreatedAt">When it registered.</param>
+public sealed record RegisteredRuntime(Guid Id, string Token, string Name, DateTimeOffset CreatedAt);
+
+/// <summary>One page of runtimes in id order.</summary>
+/// <param name="Items">The runtimes of this page.</param>
+/// <param name="Next">Pass as <c>after</c> for the next page; null on the last page.</param>
+public sealed record RuntimePage(IReadOnlyList<RuntimeInfo> Items, string? Next);
+
+/// <summary>Registers, looks up, lists and deletes runtimes (PostgreSQL table <c>runtimes</c>).</summary>
+public sealed class RuntimeRegistry(NpgsqlDataSource dataSource, RedisConnection redis)
+{
+    /// <summary>Longest runtime name, in characters.</summary>
+    public const int MaxNameLength = 200;
+
+    /// <summary>Largest metadata object, in bytes of UTF-8 JSON.</summary>
+    public const int MaxMetadataBytes = 16 * 1024;
+
+    /// <summary>Largest page of <see cref="ListAsync"/>.</summary>
+    public const int MaxPageSize = 1000;
+
+    private const string Columns = "id, name, status, last_seen_at, created_at, metadata::text";
+
+    /// <summary>Registers a runtime, offline until its first beat. Metadata must be a JSON object (null means <c>{}</c>).</summary>
+    public async Task<RegisteredRuntime> RegisterAsync(string name, string? metadata = null, CancellationToken cancellationToken = default)
+    {
+        name = ValidateName(name);
+        metadata = ValidateMetadata(metadata);
+        var id = Guid.CreateVersion7();
+        var token = RuntimeCredentials.NewToken();
+        await using var command = dataSource.CreateCommand(
+            "INSERT INTO runtimes (id, name, metadata, token_hash) VALUES ($1, $2, $3::jsonb, $4) RETURNING created_at");
+        command.Parameters.AddWithValue(id);
+        command.Parameters.AddWithValue(name);
+        command.Parameters.AddWithValue(metadata);
+        command.Parameters.AddWithValue(RuntimeCredentials.Hash(token)!);
+        var createdAt = (DateTime)(await command.ExecuteScalarAsync(cancellationToken))!;
+        return new RegisteredRuntime(id, token, name, new DateTimeOffset(createdAt));
+    }
+
+    /// <summary>The runtime, or null when no runtime has that id.</summary>
+    public async Task<RuntimeInfo?> GetAsync(string id, CancellationToken cancellationToken = default)
+    {
+        var runtimeId = RuntimeCredentials.ParseId(id);
+        await using var command = dataSource.CreateCommand($"SELECT {Columns} FROM runtimes WHERE id = $1");
+        command.Parameters.AddWithValue(runtimeId);
+        var rows = await ReadAsync(command, cancellationToken);
+        return rows.Count == 0 ? null : (await WithBufferedBeatsAsync(rows))[0];
+    }
+
+    /// <summary>
+    /// Runtimes in id order, optionally only those with <paramref name="status"/>, <paramref name="limit"/>
+    /// (1 to <see cref="MaxPageSize"/>) at a time, starting after the id <paramref name="after"/>.
+    /// </summary>
+    public async Task<RuntimePage> ListAsync(RuntimeStatus? status = null, string? after = null, int limit = 100, CancellationToken cancellationToken = default)
+    {
+        if (limit is < 1 or > MaxPageSize)
+        {
+            throw new ConveyorValidationException("limit", $"must be between 1 and {MaxPageSize}");
+        }
+        var afterId = after is null ? (Guid?)null : RuntimeCredentials.ParseId(after, "after");
+        var where = new List<string>();
+        await using var command = dataSource.CreateCommand();
+        if (status is { } wanted)
+        {
+            command.Parameters.AddWithValue(StatusText(wanted));
+            where.Add($"status = ${command.Parameters.Count}");
+        }
+        if (afterId is { } cursor)
+        {
+            command.Parameters.AddWithValue(cursor);
+            where.Add($"id > ${command.Parameters.Count}");
+        }
+        command.Parameters.AddWithValue(limit + 1);
+        var filter = where.Count == 0 ? "" : "WHERE " + string.Join(" AND ", where);
+        command.CommandText = $"SELECT {Columns} FROM runtimes {filter} ORDER BY id LIMIT ${command.Parameters.Count}";
+        var rows = await ReadAsync(command, cancellationToken);
+        var more = rows.Count > limit;
+        if (more)
+        {
+            rows.RemoveAt(limit);
+        }
+        var items = await WithBufferedBeatsAsync(rows);
+        return new RuntimePage(items, more ? RuntimeCredentials.Canonical(items[^1].Id) : null);
+    }
+
+    /// <summary>Deletes the runtime and forgets its presence in Redis. False when no runtime had that id.</summary>
+    public async Task<bool> DeleteAsync(string id, CancellationToken cancellationToken = default)
+    {
+        var runtimeId = RuntimeCredentials.ParseId(id);
+        await using var command = dataSource.CreateCommand("DELETE FROM runtimes WHERE id = $1");
+        command.Parameters.AddWithValue(runtimeId);
+        var deleted = await command.ExecuteNonQueryAsync(cancellationToken) > 0;
+        // After the row is gone: a beat racing this delete is either refused by the synchronous path,
+        // or buffered and then dropped as raced by the next flush.
+        var db = await redis.GetDatabaseAsync();
+        var member = RuntimeCredentials.Canonical(runtimeId);
+        await Task.WhenAll(db.HashDeleteAsync(PresenceKeys.Online, member), db.SortedSetRemoveAsync(PresenceKeys.Beats, member));
+        return deleted;
+    }
+
+    internal static string StatusText(RuntimeStatus status) => status == RuntimeStatus.Online ? "online" : "offline";
+
+    private static string ValidateName(string? name)
+    {
+        var trimmed = name?.Trim();
+        if (string.IsNullOrEmpty(trimmed) || trimmed.Length > MaxNameLength || trimmed.Any(char.IsControl))
+        {
+            throw new ConveyorValidationException("name", $"must be 1 to {MaxNameLength} characters without control characters");
+        }
+        return trimmed;
+    }
+
+    private static string ValidateMetadata(string? metadata)
+    {
+        if (metadata is null)
+        {
+            return "{}";
+        }
+        if (System.Text.Encoding.UTF8.GetByteCount(metadata) > MaxMetadataBytes)
+        {
+            throw new ConveyorValidationException("metadata", $"must be at most {MaxMetadataBytes} bytes");
+        }
+        try
+        {
+            using var document = JsonDocument.Parse(metadata);
+            if (document.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                throw new ConveyorValidationException("metadata", "must be a JSON object");
+            }
+        }
+        catch (JsonException)
+        {
+            throw new ConveyorValidationException("metadata", "must be a JSON object");
+        }
+        return metadata;
+    }
+
+    private static async Task<List<RuntimeInfo>> ReadAsync(NpgsqlCommand command, CancellationToken cancellationToken)
+    {
+        var rows = new List<RuntimeInfo>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            rows.Add(new RuntimeInfo(
+                reader.GetGuid(0),
+                reader.GetString(1),
+                reader.GetString(2) == "online" ? RuntimeStatus.Online : RuntimeStatus.Offline,
+                reader.IsDBNull(3) ? null : new DateTimeOffset(reader.GetDateTime(3)),
+                new DateTimeOffset(reader.GetDateTime(4)),
+                reader.GetString(5)));
+        }
+        return rows;
+    }
+
+    /// <summary>A beat still waiting in Redis is newer than what PostgreSQL holds: show it.</summary>
+    private async Task<List<RuntimeInfo>> WithBufferedBeatsAsync(List<RuntimeInfo> rows)
+    {
+        if (rows.Count == 0)
+        {
+            return rows;
+        }
+        var db = await redis.GetDatabaseAsync();
+        var scores = await db.SortedSetScoresAsync(PresenceKeys.Beats, [.. rows.Select(r => (RedisValue)RuntimeCredentials.Canonical(r.Id))]);
+        for (var i = 0; i < rows.Count; i++)
+        {
+            if (scores[i] is { } ms)
+            {
+                var buffered = new DateTimeOffset(RedisTime.ToUtc((long)ms));
+                if (rows[i].LastSeenAt is not { } stored || buffered > stored)
+                {
+                    rows[i] = rows[i] with { LastSeenAt = buffered };
+                }
+            }
+        }
+        return rows;
+    }
+}

@@ -1,0 +1,22 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Conveyor.Storage;
+
+/// <summary>Where PostgreSQL is. Section <c>Conveyor:Postgres</c>.</summary>
+public sealed class PostgresOptions
+{
+    public const string Section = "Conveyor:Postgres";
+
+    /// <summary>
+    /// Npgsql connection string. Default: <c>Host=localhost;Port=5432;Database=conveyor;Username=conveyor;Password=conveyor</c>.
+    /// </summary>
+    [Required]
+    public string ConnectionString { get; set; } = "Host=localhost;Port=5432;Database=conveyor;Username=conveyor;Password=conveyor";
+
+    /// <summary>
+    /// Apply pending schema migrations when the host starts (under an advisory lock, so many instances
+    /// may start at once). Default: true. When false, start-up only checks the schema version and
+    /// logs an error naming the missing migrations.
+    /// </summary>
+    public bool MigrateOnStart { get; set; } = true;
+}

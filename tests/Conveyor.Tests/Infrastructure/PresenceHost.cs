@@ -1,0 +1,205 @@
+using System.Collections.Concurrent;
+using Conveyor.Hosting;
+using Conveyor.Presence;
+using Conveyor.Storage;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using StackExchange.Redis;
+
+namespace Conveyor.Tests.Infrastructure;
+
+/// <summary>
+/// The presence test classes share the two presence keys of the test Redis, so they run one at a time
+/// (queue tests never touch those keys); each class has its own PostgreSQL database.
+/// </summary>
+[CollectionDefinition(Name)]
+public sealed class PresenceCollection
+{
+    public const string Name = "Presence";
+}
+
+/// <summary>A test class's own migrated database (xunit class fixture).</summary>
+public sealed class PresenceDatabase : IAsyncLifetime
+{
+    private TestDatabase? _database;
+
+    public TestDatabase Database => _database ?? throw new InvalidOperationException("not initialised");
+
+    public async Task InitializeAsync() => _database = await TestPostgres.CreateDatabaseAsync();
+
+    public async Task DisposeAsync()
+    {
+        if (_database is not null)
+        {
+            await _database.DisposeAsync();
+        }
+    }
+}
+
+/// <summary>
+/// Conveyor wired with <c>AddConveyor</c> against the test Redis and one test database, through a data
+/// source whose commands <see cref="Commands"/> counts. Starting one empties the presence keys and the
+/// runtimes table (each test class has its own database, and its tests run one at a time).
+/// </summary>
+public sealed class PresenceHost : IAsyncDisposable
+{
+    private readonly ConnectionMultiplexer? _ownMultiplexer;
+
+    private PresenceHost(ServiceProvider services, IDatabase db, TestDatabase database, CommandCounter commands, ConnectionMultiplexer? ownMultiplexer)
+    {
+        Services = services;
+        Db = db;
+        Database = database;
+        Commands = commands;
+        _ownMultiplexer = ownMultiplexer;
+    }
+
+    public ServiceProvider Services { get; }
+    public IDatabase Db { get; }
+    public TestDatabase Database { get; }
+    public CommandCounter Commands { get; }
+    public RuntimeRegistry Registry => Services.GetRequiredService<RuntimeRegistry>();
+    public HeartbeatService Heartbeats => Services.GetRequiredService<HeartbeatService>();
+    public HeartbeatFlusher Flusher => Services.GetRequiredService<HeartbeatFlusher>();
+    public StaleSweeper Sweeper => Services.GetRequiredService<StaleSweeper>();
+
+    /// <summary>
+    /// A host on <paramref name="database"/>. <paramref name="connectionString"/> overrides where its data source
+    /// points (an unreachable server, say); <paramref name="ownConnection"/> gives it its own Redis connection,
+    /// like a separate process; <paramref name="clearPresence"/> first empties the presence keys and the table;
+    /// <paramref name="cluster"/> uses the single-node Redis Cluster.
+    /// </summary>
+    public static async Task<PresenceHost> StartAsync(
+        TestDatabase database,
+        Dictionary<string, string?>? settings = null,
+        string? connectionString = null,
+        bool ownConnection = false,
+        bool clearPresence = true,
+        bool cluster = false)
+    {
+        var shared = cluster ? await TestRedis.GetClusterAsync() : await TestRedis.GetAsync();
+        var multiplexer = ownConnection ? await ConnectionMultiplexer.ConnectAsync(shared.Configuration) : shared;
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(settings ?? []).Build();
+        var commands = new CommandCounter();
+        var builder = new NpgsqlDataSourceBuilder(connectionString ?? database.ConnectionString);
+        builder.UseLoggerFactory(LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Debug).AddProvider(commands)));
+        var services = new ServiceCollection();
+        services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
+        services.AddSingleton(new RedisConnection(multiplexer));
+        services.AddSingleton(builder.Build());
+        services.AddConveyor(configuration);
+        var provider = services.BuildServiceProvider(new ServiceProviderOptions { ValidateOnBuild = true, ValidateScopes = true });
+        var db = multiplexer.GetDatabase();
+        if (clearPresence)
+        {
+            await db.KeyDeleteAsync([PresenceKeys.Online, PresenceKeys.Beats]);
+            await database.ExecuteAsync("TRUNCATE runtimes");
+        }
+        return new PresenceHost(provider, db, database, commands, ownConnection ? multiplexer : null);
+    }
+
+    /// <summary>A registered runtime that has beaten once (so it is online and known online).</summary>
+    public async Task<RegisteredRuntime> OnlineRuntimeAsync(string name = "agent")
+    {
+        var runtime = await Registry.RegisterAsync(name);
+        var first = await Heartbeats.BeatAsync(runtime.Id.ToString(), runtime.Token);
+        Assert.Equal(BeatOutcome.Synchronous, first.Outcome);
+        return runtime;
+    }
+
+    /// <summary><paramref name="count"/> runtimes, online and known online.</summary>
+    public async Task<List<RegisteredRuntime>> OnlineRuntimesAsync(int count)
+    {
+        var runtimes = new List<RegisteredRuntime>();
+        for (var i = 0; i < count; i++)
+        {
+            runtimes.Add(await OnlineRuntimeAsync($"agent-{i}"));
+        }
+        return runtimes;
+    }
+
+    public Task<DateTime?> LastSeenAtAsync(Guid id) =>
+        Database.ScalarAsync<object>("SELECT last_seen_at FROM runtimes WHERE id = $1", id)
+            .ContinueWith(t => t.Result is DBNull ? (DateTime?)null : (DateTime)t.Result, TaskScheduler.Default);
+
+    public Task<string> StatusAsync(Guid id) => Database.ScalarAsync<string>("SELECT status FROM runtimes WHERE id = $1", id);
+
+    public async Task<double?> BufferedAsync(Guid id) => await Db.SortedSetScoreAsync(PresenceKeys.Beats, id.ToString());
+
+    public async Task<bool> KnownOnlineAsync(Guid id) => await Db.HashExistsAsync(PresenceKeys.Online, id.ToString());
+
+    /// <summary>Every row and both presence keys, as text: equal snapshots mean nothing changed.</summary>
+    public async Task<string> SnapshotAsync()
+    {
+        var rows = new List<string>();
+        await using (var command = Database.DataSource.CreateCommand("SELECT id, status, last_seen_at FROM runtimes ORDER BY id"))
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                rows.Add($"{reader.GetGuid(0)} {reader.GetString(1)} {(reader.IsDBNull(2) ? "-" : reader.GetDateTime(2).ToString("O"))}");
+            }
+        }
+        var online = (await Db.HashGetAllAsync(PresenceKeys.Online)).Select(e => $"{e.Name}={e.Value}").Order(StringComparer.Ordinal);
+        var beats = (await Db.SortedSetRangeByRankWithScoresAsync(PresenceKeys.Beats)).Select(e => $"{e.Element}@{e.Score}");
+        return string.Join("\n", [.. rows, "online:", .. online, "beats:", .. beats]);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        var dataSource = Services.GetRequiredService<NpgsqlDataSource>();
+        await Services.DisposeAsync();
+        await dataSource.DisposeAsync();
+        if (_ownMultiplexer is not null)
+        {
+            await _ownMultiplexer.DisposeAsync();
+        }
+    }
+}
+
+/// <summary>
+/// Counts, from Npgsql's own log of one data source, the commands it executes and the connections it opens:
+/// either one means a round trip to PostgreSQL.
+/// </summary>
+public sealed class CommandCounter : ILoggerProvider
+{
+    private int _commands;
+    private int _opens;
+
+    public ConcurrentQueue<string> Log { get; } = new();
+
+    /// <summary>Commands sent.</summary>
+    public int Count => Volatile.Read(ref _commands);
+
+    /// <summary>Connections opened (or attempted).</summary>
+    public int Opens => Volatile.Read(ref _opens);
+
+    public ILogger CreateLogger(string categoryName) => new CommandLogger(this, categoryName);
+
+    public void Dispose()
+    {
+    }
+
+    private sealed class CommandLogger(CommandCounter counter, string category) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => category is "Npgsql.Command" or "Npgsql.Connection";
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            counter.Log.Enqueue($"{category} {eventId.Name}: {formatter(state, exception)}");
+            if (eventId.Name == "ExecutingCommand")
+            {
+                Interlocked.Increment(ref counter._commands);
+            }
+            else if (category == "Npgsql.Connection" && eventId.Name?.StartsWith("Opening", StringComparison.Ordinal) == true)
+            {
+                Interlocked.Increment(ref counter._opens);
+            }
+        }
+    }
+}

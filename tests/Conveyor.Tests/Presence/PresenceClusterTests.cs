@@ -1,0 +1,32 @@
+using Conveyor.Presence;
+using Conveyor.Tests.Infrastructure;
+
+namespace Conveyor.Tests.Presence;
+
+/// <summary>Every presence script against a Redis Cluster node, which refuses keys that span hash slots.</summary>
+[Collection(PresenceCollection.Name)]
+public sealed class PresenceClusterTests(PresenceDatabase fixture) : IClassFixture<PresenceDatabase>
+{
+    [Fact]
+    public async Task Every_presence_script_runs_on_a_redis_cluster_in_one_hash_slot()
+    {
+        await using var host = await PresenceHost.StartAsync(fixture.Database, cluster: true);
+        Assert.Equal(["beat", "release_stale", "settle"], PresenceScripts.All.Select(s => s.Name).Order());
+        var multiplexer = await TestRedis.GetClusterAsync();
+        var slot = multiplexer.HashSlot(PresenceKeys.Online);
+        Assert.Equal(slot, multiplexer.HashSlot(PresenceKeys.Beats));
+        var runtimes = await host.OnlineRuntimesAsync(2);
+        foreach (var runtime in runtimes)
+        {
+            Assert.Equal(BeatOutcome.Buffered, (await host.Heartbeats.BeatAsync(runtime.Id.ToString(), runtime.Token)).Outcome);
+        }
+        await host.Database.ExecuteAsync("UPDATE runtimes SET status = 'offline' WHERE id = $1", runtimes[1].Id);
+
+        Assert.Equal(new FlushResult(1, 1, 1), await host.Flusher.RunOnceAsync(CancellationToken.None));
+        await host.Database.ExecuteAsync("UPDATE runtimes SET last_seen_at = now() - interval '1 hour'");
+        Assert.Equal(1, (await host.Sweeper.RunOnceAsync(CancellationToken.None)).Swept);
+
+        // beat, settle and release_stale all ran (the cluster refuses a script whose keys span slots).
+        Assert.Equal(0, await host.Db.HashLengthAsync(PresenceKeys.Online));
+    }
+}

@@ -1,0 +1,61 @@
+using Conveyor.Hosting;
+using Conveyor.Presence;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace Conveyor.Tests.Presence;
+
+public sealed class PresenceOptionsTests
+{
+    [Fact]
+    public void The_defaults_keep_the_invariant()
+    {
+        var options = Resolve([]);
+
+        Assert.Equal(PresenceMode.Batched, options.Mode);
+        Assert.Equal(TimeSpan.FromSeconds(15), options.BeatInterval);
+        Assert.Equal(TimeSpan.FromSeconds(10), options.FlushInterval);
+        Assert.Equal(TimeSpan.FromSeconds(30), options.SweepInterval);
+        Assert.Equal(TimeSpan.FromSeconds(150), options.StaleWindow);
+        Assert.Equal(5000, options.FlushBatchSize);
+        Assert.Equal(5000, options.SweepBatchSize);
+    }
+
+    [Theory]
+    [InlineData("00:00:55")] // 15 + 10 + 30 = 55: equal is not enough
+    [InlineData("00:00:30")]
+    public void A_stale_window_that_breaks_the_invariant_is_rejected_naming_the_settings(string window)
+    {
+        var error = Assert.Throws<OptionsValidationException>(() => Resolve(new() { ["Conveyor:Presence:StaleWindow"] = window }));
+
+        Assert.Contains("Conveyor:Presence:StaleWindow", error.Message, StringComparison.Ordinal);
+        Assert.Contains("BeatInterval", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_longer_interval_that_breaks_the_invariant_is_rejected()
+    {
+        Assert.Throws<OptionsValidationException>(() => Resolve(new() { ["Conveyor:Presence:SweepInterval"] = "00:02:10" }));
+        Assert.Equal(TimeSpan.FromSeconds(56), Resolve(new() { ["Conveyor:Presence:StaleWindow"] = "00:00:56" }).StaleWindow);
+    }
+
+    [Theory]
+    [InlineData("Conveyor:Presence:FlushBatchSize", "0")]
+    [InlineData("Conveyor:Presence:SweepBatchSize", "50001")]
+    [InlineData("Conveyor:Presence:BeatInterval", "00:00:00")]
+    public void Out_of_bounds_values_are_rejected(string key, string value)
+    {
+        var error = Assert.Throws<OptionsValidationException>(() => Resolve(new() { [key] = value }));
+        Assert.Contains(key.Split(':')[^1], error.Message, StringComparison.Ordinal);
+    }
+
+    private static PresenceOptions Resolve(Dictionary<string, string?> settings)
+    {
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddConveyor(new ConfigurationBuilder().AddInMemoryCollection(settings).Build());
+        using var provider = services.BuildServiceProvider();
+        return provider.GetRequiredService<IOptions<PresenceOptions>>().Value;
+    }
+}
