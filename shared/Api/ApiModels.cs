@@ -45,6 +45,22 @@ public sealed record QueueListResponse(IReadOnlyList<QueueStats> Queues);
 /// <summary>How many dead jobs went back to the ready list.</summary>
 public sealed record RequeueResponse(long Requeued);
 
+/// <summary>Body of <c>POST /api/runtimes</c>.</summary>
+public sealed record RegisterRuntimeRequest
+{
+    /// <summary>Display name, 1–200 characters.</summary>
+    [JsonRequired] public string Name { get; init; } = "";
+
+    /// <summary>Any JSON object (up to 16 KiB); default <c>{}</c>.</summary>
+    public JsonElement? Metadata { get; init; }
+}
+
+/// <summary>One page of runtimes; pass <see cref="Next"/> as <c>?page=</c> for the next one.</summary>
+public sealed record RuntimeListResponse(IReadOnlyList<Conveyor.Presence.RuntimeInfo> Runtimes, string? Next);
+
+/// <summary>What a heartbeat did: buffered in Redis (202) or written to PostgreSQL at once (200).</summary>
+public sealed record HeartbeatResponse(string Outcome, bool FlippedOnline, DateTimeOffset? SeenAt);
+
 /// <summary>Whether the backing stores answer.</summary>
 public sealed record HealthResponse(string Status, IReadOnlyDictionary<string, string> Checks);
 
@@ -64,4 +80,5 @@ public sealed record HealthResponse(string Status, IReadOnlyDictionary<string, s
 [JsonSerializable(typeof(QueueStats))]
 [JsonSerializable(typeof(RequeueResponse))]
 [JsonSerializable(typeof(HealthResponse))]
+[JsonSerializable(typeof(RegisterRuntimeRequest))]
 public sealed partial class ApiJson : JsonSerializerContext;

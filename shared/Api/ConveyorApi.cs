@@ -9,6 +9,7 @@ public static class ConveyorApi
     {
         app.MapHealthApi();
         app.MapJobsApi();
+        app.MapRuntimesApi();
         return app;
     }
 }

@@ -19,11 +19,16 @@ public static class HealthApi
 
     /// <summary>200 when Redis and PostgreSQL answer, 503 (same body) when either does not.</summary>
     public static async Task<Results<Ok<HealthResponse>, JsonHttpResult<HealthResponse>>> GetHealthAsync(
-        RedisConnection redis, CancellationToken cancellationToken)
+        RedisConnection redis, Npgsql.NpgsqlDataSource postgres, CancellationToken cancellationToken)
     {
         var checks = new Dictionary<string, string>
         {
             ["redis"] = await CheckAsync(async () => await (await redis.GetDatabaseAsync()).PingAsync(), cancellationToken),
+            ["postgres"] = await CheckAsync(async () =>
+            {
+                await using var command = postgres.CreateCommand("SELECT 1");
+                await command.ExecuteScalarAsync(cancellationToken);
+            }, cancellationToken),
         };
         var healthy = checks.Values.All(v => v == "ok");
         var response = new HealthResponse(healthy ? "healthy" : "unhealthy", checks);

@@ -49,6 +49,7 @@ public static class Problems
         {
             ConveyorValidationException validation => Validation(validation.Field, validation.Reason),
             RedisConnectionException or RedisTimeoutException => Unavailable("Redis did not answer; retry later"),
+            Npgsql.NpgsqlException { IsTransient: true } => Unavailable("PostgreSQL did not answer; retry later"),
             _ => null!,
         };
         return problem is not null;

@@ -1,5 +1,6 @@
 using Azure.Core;
 using Conveyor.Api;
+using Conveyor.Presence;
 using Conveyor.Queue;
 using Conveyor.Storage;
 using Microsoft.Extensions.Configuration;
@@ -43,6 +44,10 @@ public static class ServiceCollectionExtensions
             async (sp, ct) => await sp.GetRequiredService<Custodian>().RunOnceAsync(ct)));
         Bind<ApiOptions>(services, configuration, ApiOptions.Section);
         services.AddConveyorPresence(configuration);
+        services.AddSingleton(new MaintenanceTask("HeartbeatFlush", Schedules.HeartbeatFlush,
+            async (sp, ct) => await sp.GetRequiredService<HeartbeatFlusher>().RunOnceAsync(ct)));
+        services.AddSingleton(new MaintenanceTask("StaleSweeper", Schedules.StaleSweeper,
+            async (sp, ct) => await sp.GetRequiredService<StaleSweeper>().RunOnceAsync(ct)));
         return new ConveyorBuilder(services);
     }
 

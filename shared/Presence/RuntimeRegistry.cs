@@ -1,4 +1,6 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
+using Conveyor.Queue;
 using Conveyor.Storage;
 using Npgsql;
 using StackExchange.Redis;
@@ -6,12 +8,15 @@ using StackExchange.Redis;
 namespace Conveyor.Presence;
 
 /// <summary>Whether a runtime is beating.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<RuntimeStatus>))]
 public enum RuntimeStatus
 {
     /// <summary>Beat within the stale window.</summary>
+    [JsonStringEnumMemberName("online")]
     Online,
 
     /// <summary>Never beat, or silent longer than the stale window.</summary>
+    [JsonStringEnumMemberName("offline")]
     Offline,
 }
 
@@ -22,7 +27,9 @@ public enum RuntimeStatus
 /// <param name="LastSeenAt">Its latest beat (Redis time): the newer of PostgreSQL's value and a beat still buffered; null if it never beat.</param>
 /// <param name="CreatedAt">When it registered.</param>
 /// <param name="Metadata">The JSON object given at registration.</param>
-public sealed record RuntimeInfo(Guid Id, string Name, RuntimeStatus Status, DateTimeOffset? LastSeenAt, DateTimeOffset CreatedAt, string Metadata);
+public sealed record RuntimeInfo(
+    Guid Id, string Name, RuntimeStatus Status, DateTimeOffset? LastSeenAt, DateTimeOffset CreatedAt,
+    [property: JsonConverter(typeof(RawJsonConverter))] string Metadata);
 
 /// <summary>A runtime just registered. <see cref="Token"/> is shown this once: only its SHA-256 hash is kept.</summary>
 /// <param name="Id">Its id.</param>

@@ -36,6 +36,7 @@ public sealed class FunctionsAppTests
         var services = new ServiceCollection().AddLogging();
         services.AddConveyorFunctions(configuration);
         services.AddSingleton(new RedisConnection(await TestRedis.GetAsync()));
+        services.AddSingleton(Npgsql.NpgsqlDataSource.Create(await TestPostgres.ServerConnectionStringAsync()));
         return services.BuildServiceProvider(new ServiceProviderOptions { ValidateOnBuild = true, ValidateScopes = true });
     }
 

@@ -16,16 +16,24 @@ public sealed class SelfHostServer : IAsyncDisposable
 {
     public const string Key = "test-key-123";
 
-    private SelfHostServer(WebApplication app, Probe probe, Uri address)
+    private const string Never = "0 0 0 1 1 *"; // once a year
+
+    private readonly TestDatabase _database;
+
+    private SelfHostServer(WebApplication app, Probe probe, Uri address, TestDatabase database)
     {
         App = app;
         Probe = probe;
+        _database = database;
         Client = new HttpClient { BaseAddress = address };
         Client.DefaultRequestHeaders.Add("x-functions-key", Key);
         Anonymous = new HttpClient { BaseAddress = address };
     }
 
     public WebApplication App { get; }
+
+    /// <summary>This server's own PostgreSQL database.</summary>
+    public TestDatabase Database => _database;
     public Probe Probe { get; }
 
     /// <summary>Sends the API key.</summary>
@@ -34,12 +42,19 @@ public sealed class SelfHostServer : IAsyncDisposable
     /// <summary>Sends no key.</summary>
     public HttpClient Anonymous { get; }
 
-    public static async Task<SelfHostServer> StartAsync(string queue, Dictionary<string, string?>? settings = null)
+    /// <summary>
+    /// Starts a server on its own database. The heartbeat flush and stale sweep are off unless
+    /// <paramref name="presenceTimers"/>: the presence keys in Redis are shared by the whole test run, so
+    /// only tests in the presence collection may run them.
+    /// </summary>
+    public static async Task<SelfHostServer> StartAsync(string queue, Dictionary<string, string?>? settings = null, bool presenceTimers = false)
     {
         var redis = await TestRedis.ConnectionStringAsync();
+        var database = await TestPostgres.CreateDatabaseAsync();
         var values = new Dictionary<string, string?>
         {
             ["Conveyor:Redis:ConnectionString"] = redis,
+            ["Conveyor:Postgres:ConnectionString"] = database.ConnectionString,
             ["Conveyor:Api:Keys:0"] = Key,
             ["Conveyor:Processor:Queues:0"] = queue,
             ["Conveyor:Processor:IdlePollInterval"] = "00:00:00.05",
@@ -49,8 +64,8 @@ public sealed class SelfHostServer : IAsyncDisposable
             ["Conveyor:Queue:MaxBackoff"] = "00:00:01",
             [Schedules.Scheduler] = "* * * * * *",
             [Schedules.Custodian] = "* * * * * *",
-            [Schedules.HeartbeatFlush] = "* * * * * *",
-            [Schedules.StaleSweeper] = "* * * * * *",
+            [Schedules.HeartbeatFlush] = presenceTimers ? "* * * * * *" : Never,
+            [Schedules.StaleSweeper] = presenceTimers ? "* * * * * *" : Never,
         };
         foreach (var (key, value) in settings ?? [])
         {
@@ -68,7 +83,7 @@ public sealed class SelfHostServer : IAsyncDisposable
             });
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.First();
-        return new SelfHostServer(app, probe, new Uri(address));
+        return new SelfHostServer(app, probe, new Uri(address), database);
     }
 
     public async ValueTask DisposeAsync()
@@ -77,6 +92,7 @@ public sealed class SelfHostServer : IAsyncDisposable
         Anonymous.Dispose();
         await App.StopAsync();
         await App.DisposeAsync();
+        await _database.DisposeAsync();
     }
 
     public static StringContent Json(string json) => new(json, new MediaTypeHeaderValue("application/json"));
