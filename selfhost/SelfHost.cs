@@ -33,10 +33,12 @@ public static class SelfHost
         return app;
     }
 
+    /// <summary>Applies pending PostgreSQL migrations and exits (azd's post-provision hook, <c>./dev up</c>).</summary>
     public static async Task<int> MigrateAsync(WebApplication app)
     {
-        _ = app;
-        await Console.Error.WriteLineAsync("migrate: the PostgreSQL schema arrives with presence");
-        return 1;
+        ArgumentNullException.ThrowIfNull(app);
+        var applied = await app.Services.GetRequiredService<Conveyor.Storage.SchemaMigrator>().MigrateAsync();
+        await Console.Out.WriteLineAsync(applied.Count == 0 ? "schema is up to date" : $"applied {string.Join(", ", applied)}");
+        return 0;
     }
 }

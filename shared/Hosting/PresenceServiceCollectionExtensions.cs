@@ -20,7 +20,7 @@ internal static class PresenceServiceCollectionExtensions
 
         // A host (or a test) that registered its own data source keeps it.
         services.TryAddSingleton(sp => PostgresDataSource.Create(
-            sp.GetRequiredService<IOptions<PostgresOptions>>().Value, sp.GetService<ILoggerFactory>()));
+            sp.GetRequiredService<IOptions<PostgresOptions>>().Value, sp.GetService<ILoggerFactory>(), sp.GetRequiredService<Azure.Core.TokenCredential>));
         services.TryAddSingleton<SchemaMigrator>();
         services.TryAddSingleton<RuntimeRegistry>();
         services.TryAddSingleton<HeartbeatService>();

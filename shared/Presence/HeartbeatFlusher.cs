@@ -1,3 +1,4 @@
+using Conveyor.Queue;
 using System.Diagnostics;
 using Conveyor.Storage;
 using Microsoft.Extensions.Logging;
@@ -32,6 +33,7 @@ public sealed class HeartbeatFlusher(NpgsqlDataSource dataSource, RedisConnectio
     /// <summary>Flushes every beat buffered before this call began, in batches of <see cref="PresenceOptions.FlushBatchSize"/>.</summary>
     public async Task<FlushResult> RunOnceAsync(CancellationToken cancellationToken)
     {
+        using var activity = ConveyorTelemetry.Source.StartActivity("conveyor.heartbeat_flush.run");
         var batchSize = options.Value.FlushBatchSize;
         var db = await redis.GetDatabaseAsync();
         // Beats newer than this wait for the next flush, so a flush ends even while runtimes keep beating.

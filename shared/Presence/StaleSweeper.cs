@@ -1,3 +1,4 @@
+using Conveyor.Queue;
 using Conveyor.Storage;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -34,6 +35,7 @@ public sealed class StaleSweeper(NpgsqlDataSource dataSource, RedisConnection re
     /// <summary>One pass over every stale online runtime, <see cref="PresenceOptions.SweepBatchSize"/> at a time.</summary>
     public async Task<SweepResult> RunOnceAsync(CancellationToken cancellationToken)
     {
+        using var activity = ConveyorTelemetry.Source.StartActivity("conveyor.stale_sweeper.run");
         var settings = options.Value;
         var db = await redis.GetDatabaseAsync();
         var cutoffMs = await RedisTime.NowMsAsync(db) - (long)settings.StaleWindow.TotalMilliseconds;

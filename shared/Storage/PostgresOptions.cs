@@ -19,4 +19,11 @@ public sealed class PostgresOptions
     /// logs an error naming the missing migrations.
     /// </summary>
     public bool MigrateOnStart { get; set; } = true;
+
+    /// <summary>
+    /// Sign in with a Microsoft Entra token (scope <c>https://ossrdbms-aad.database.windows.net/.default</c>) from the
+    /// app's identity instead of a password; the connection string then names the Entra role as Username and has
+    /// no Password. Default: false.
+    /// </summary>
+    public bool UseEntraId { get; set; }
 }

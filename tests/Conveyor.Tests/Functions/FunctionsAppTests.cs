@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Reflection;
 using System.Text.Json;
@@ -99,14 +98,7 @@ public sealed class FunctionsAppTests
     [InlineData(typeof(ProcessorFunction), "conveyor.processor.run")]
     public async Task Each_timer_function_calls_its_service_once_per_invocation(Type functionType, string activityName)
     {
-        var started = new ConcurrentQueue<Activity>();
-        using var listener = new ActivityListener
-        {
-            ShouldListenTo = source => source.Name == ConveyorTelemetry.Name,
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllData,
-            ActivityStarted = started.Enqueue,
-        };
-        ActivitySource.AddActivityListener(listener);
+        using var recorder = new ActivityRecorder();
         await using var services = await FunctionsServicesAsync(new()
         {
             ["Conveyor:Processor:SessionDuration"] = "00:00:01",
@@ -119,7 +111,7 @@ public sealed class FunctionsAppTests
         await (Task)run.Invoke(function, [new TimerInfo(), CancellationToken.None])!;
 
         // Count only this invocation's activities (other tests run timers in parallel).
-        Assert.Single(started, a => a.OperationName == activityName && a.TraceId == marker.TraceId);
+        Assert.Equal(1, recorder.Count(activityName, marker.TraceId));
     }
 
     [Fact]

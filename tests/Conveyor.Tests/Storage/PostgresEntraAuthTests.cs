@@ -1,37 +1,85 @@
 using Conveyor.Storage;
 using Conveyor.Tests.Infrastructure;
+using Microsoft.Extensions.Logging;
 using Npgsql;
 
 namespace Conveyor.Tests.Storage;
 
 /// <summary>
-/// <see cref="PostgresEntraAuth"/> against the real test PostgreSQL (<c>CONVEYOR_TEST_POSTGRES</c>, set by
-/// <c>./dev test</c>): a role whose password is the fake token stands in for the Entra role.
+/// <see cref="PostgresEntraAuth"/> and <see cref="PostgresDataSource"/> against the real test PostgreSQL: a role
+/// whose password is the fake token stands in for the Entra role, and the server is made to check it.
 /// </summary>
 public sealed class PostgresEntraAuthTests
 {
     [Fact]
     public async Task The_data_source_signs_in_with_a_token_for_the_PostgreSQL_scope_as_password()
     {
-        var role = "entra_" + Guid.NewGuid().ToString("N");
-        var token = "token-" + Guid.NewGuid().ToString("N");
-        await using var admin = NpgsqlDataSource.Create(AdminConnectionString());
-        await using (var create = admin.CreateCommand($"CREATE ROLE \"{role}\" LOGIN PASSWORD '{token}'"))
-        {
-            await create.ExecuteNonQueryAsync();
-        }
-        // The dev server trusts loopback: make it check this role's password, so only the token can open.
-        await RequirePasswordAsync(admin, role);
+        var (admin, role, token) = await CreatePasswordRoleAsync();
+        await using var _ = admin;
         var credential = new FakeTokenCredential { Token = token };
-        var builder = new NpgsqlDataSourceBuilder(new NpgsqlConnectionStringBuilder(AdminConnectionString()) { Username = role, Pooling = false }.ConnectionString);
+        var builder = new NpgsqlDataSourceBuilder(await RoleConnectionStringAsync(role));
 
         await using var dataSource = PostgresEntraAuth.Configure(builder, credential).Build();
-        await using var connection = await dataSource.OpenConnectionAsync();
-        await using var whoami = new NpgsqlCommand("SELECT current_user", connection);
 
-        Assert.Equal(role, (string?)await whoami.ExecuteScalarAsync());
+        Assert.Equal(role, await CurrentUserAsync(dataSource));
         Assert.True(credential.Calls >= 1);
         Assert.All(credential.Scopes, scopes => Assert.Equal(["https://ossrdbms-aad.database.windows.net/.default"], scopes));
+    }
+
+    [Fact]
+    public async Task With_UseEntraId_the_configured_data_source_asks_the_registered_credential()
+    {
+        var (admin, role, token) = await CreatePasswordRoleAsync();
+        await using var _ = admin;
+        var credential = new FakeTokenCredential { Token = token };
+        var options = new PostgresOptions { ConnectionString = await RoleConnectionStringAsync(role), UseEntraId = true };
+
+        await using var dataSource = PostgresDataSource.Create(options, credential: () => credential);
+
+        Assert.Equal(role, await CurrentUserAsync(dataSource));
+        Assert.All(credential.Scopes, scopes => Assert.Equal([PostgresEntraAuth.Scope], scopes));
+    }
+
+    [Fact]
+    public async Task Without_UseEntraId_the_data_source_never_asks_for_a_token()
+    {
+        var asked = 0;
+        var options = new PostgresOptions { ConnectionString = await TestPostgres.ServerConnectionStringAsync() };
+
+        await using var dataSource = PostgresDataSource.Create(options, credential: () =>
+        {
+            asked++;
+            return new FakeTokenCredential();
+        });
+
+        Assert.Equal("conveyor", await CurrentUserAsync(dataSource));
+        Assert.Equal(0, asked);
+    }
+
+    [Fact]
+    public async Task A_token_failure_is_logged_naming_the_scope_and_does_not_drop_an_open_connection()
+    {
+        var (admin, role, token) = await CreatePasswordRoleAsync();
+        await using var _ = admin;
+        var credential = new FakeTokenCredential { Token = token };
+        var logs = new LogCapture();
+        using var loggerFactory = LoggerFactory.Create(b => b.AddProvider(logs));
+        var builder = new NpgsqlDataSourceBuilder(await RoleConnectionStringAsync(role));
+        await using var working = PostgresEntraAuth.Configure(builder, credential, loggerFactory.CreateLogger("entra")).Build();
+        await using var open = await working.OpenConnectionAsync();
+
+        credential.Failure = new InvalidOperationException("identity endpoint unreachable");
+        var failing = PostgresEntraAuth.Configure(new NpgsqlDataSourceBuilder(await RoleConnectionStringAsync(role)), credential, loggerFactory.CreateLogger("entra")).Build();
+        await using (failing)
+        {
+            await Assert.ThrowsAnyAsync<Exception>(async () => await failing.OpenConnectionAsync());
+        }
+
+        await using var still = new NpgsqlCommand("SELECT current_user", open);
+        Assert.Equal(role, (string?)await still.ExecuteScalarAsync());
+        var error = Assert.Single(logs.AtLeast(LogLevel.Error));
+        Assert.Contains(PostgresEntraAuth.Scope, error.Message, StringComparison.Ordinal);
+        Assert.Contains("identity endpoint unreachable", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -55,11 +103,28 @@ public sealed class PostgresEntraAuthTests
         Assert.Contains("names no Username", error.Message, StringComparison.Ordinal);
     }
 
-    private static string AdminConnectionString() =>
-        Environment.GetEnvironmentVariable("CONVEYOR_TEST_POSTGRES") is { Length: > 0 } value
-            ? value
-            : throw new InvalidOperationException(
-                "Conveyor's tests need a real PostgreSQL: run them with `./dev test`, or set CONVEYOR_TEST_POSTGRES (e.g. Host=127.0.0.1;Port=5432;Username=conveyor;Database=conveyor)");
+    /// <summary>A LOGIN role whose password is a fresh token, which the server checks (it trusts loopback otherwise).</summary>
+    private static async Task<(NpgsqlDataSource Admin, string Role, string Token)> CreatePasswordRoleAsync()
+    {
+        var role = "entra_" + Guid.NewGuid().ToString("N");
+        var token = "token-" + Guid.NewGuid().ToString("N");
+        var admin = NpgsqlDataSource.Create(await TestPostgres.ServerConnectionStringAsync());
+        await using (var create = admin.CreateCommand($"CREATE ROLE \"{role}\" LOGIN PASSWORD '{token}'"))
+        {
+            await create.ExecuteNonQueryAsync();
+        }
+        await RequirePasswordAsync(admin, role);
+        return (admin, role, token);
+    }
+
+    private static async Task<string> RoleConnectionStringAsync(string role) =>
+        new NpgsqlConnectionStringBuilder(await TestPostgres.ServerConnectionStringAsync()) { Username = role, Password = null, Pooling = false }.ConnectionString;
+
+    private static async Task<string?> CurrentUserAsync(NpgsqlDataSource dataSource)
+    {
+        await using var whoami = dataSource.CreateCommand("SELECT current_user");
+        return (string?)await whoami.ExecuteScalarAsync();
+    }
 
     /// <summary>
     /// Puts a scram-sha-256 line for <paramref name="role"/> first in the server's pg_hba.conf and reloads, then
@@ -77,7 +142,7 @@ public sealed class PostgresEntraAuthTests
         {
             await reload.ExecuteScalarAsync();
         }
-        var wrong = new NpgsqlConnectionStringBuilder(AdminConnectionString()) { Username = role, Password = "wrong", Pooling = false }.ConnectionString;
+        var wrong = new NpgsqlConnectionStringBuilder(await TestPostgres.ServerConnectionStringAsync()) { Username = role, Password = "wrong", Pooling = false }.ConnectionString;
         await Wait.UntilAsync(async () =>
         {
             try
