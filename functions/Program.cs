@@ -29,6 +29,8 @@ builder.Logging.Services.Configure<LoggerFilterOptions>(options =>
         options.Rules.Remove(rule);
     }
 });
+// Npgsql logs every command at Information: keep its warnings and errors only (Logging:LogLevel:Npgsql overrides).
+builder.Logging.AddFilter("Npgsql", LogLevel.Warning);
 var telemetry = builder.Services.AddOpenTelemetry()
     .WithMetrics(metrics => metrics.AddMeter(ConveyorTelemetry.Name))
     .WithTracing(tracing => tracing.AddSource(ConveyorTelemetry.Name));

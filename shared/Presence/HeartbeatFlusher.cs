@@ -1,4 +1,3 @@
-using Conveyor.Queue;
 using System.Diagnostics;
 using Conveyor.Storage;
 using Microsoft.Extensions.Logging;

@@ -1,4 +1,3 @@
-using Conveyor.Queue;
 using Conveyor.Storage;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
