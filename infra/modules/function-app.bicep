@@ -147,6 +147,8 @@ resource app 'Microsoft.Web/sites@2025-03-01' = {
           value: 'Host=${postgresFqdn};Database=${postgresDatabaseName};Username=${identityName};Ssl Mode=Require'
         }
         { name: 'Conveyor__Postgres__UseEntraId', value: 'true' }
+        // The post-provision hook migrates as the Entra administrator; the app's role only gets table rights.
+        { name: 'Conveyor__Postgres__MigrateOnStart', value: 'false' }
         { name: 'Conveyor__Identity__ClientId', value: identityClientId }
         // Conveyor: processor sessions. Session + 30 s shutdown grace < functionTimeout.
         { name: 'Conveyor__Processor__SessionDuration', value: processorSessionDuration }

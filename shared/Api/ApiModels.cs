@@ -58,8 +58,11 @@ public sealed record RegisterRuntimeRequest
 /// <summary>One page of runtimes; pass <see cref="Next"/> as <c>?page=</c> for the next one.</summary>
 public sealed record RuntimeListResponse(IReadOnlyList<Conveyor.Presence.RuntimeInfo> Runtimes, string? Next);
 
-/// <summary>What a heartbeat did: buffered in Redis (202) or written to PostgreSQL at once (200).</summary>
-public sealed record HeartbeatResponse(string Outcome, bool FlippedOnline, DateTimeOffset? SeenAt);
+/// <summary>
+/// What a heartbeat did: buffered in Redis (202) or written to PostgreSQL at once (200), and in how many seconds
+/// the runtime should beat again (<c>Conveyor:Presence:BeatInterval</c>).
+/// </summary>
+public sealed record HeartbeatResponse(string Outcome, bool FlippedOnline, DateTimeOffset? SeenAt, double BeatIntervalSeconds);
 
 /// <summary>Whether the backing stores answer.</summary>
 public sealed record HealthResponse(string Status, IReadOnlyDictionary<string, string> Checks);

@@ -117,7 +117,7 @@ public static class RuntimesApi
             var header = request.Headers.Authorization.FirstOrDefault();
             var token = header is not null && header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;
             var beat = await heartbeats.BeatAsync(id, token, cancellationToken);
-            var response = new HeartbeatResponse(beat.Outcome.ToString().ToLowerInvariant(), beat.FlippedOnline, beat.SeenAt);
+            var response = new HeartbeatResponse(beat.Outcome.ToString().ToLowerInvariant(), beat.FlippedOnline, beat.SeenAt, heartbeats.BeatInterval.TotalSeconds);
             return beat.Outcome switch
             {
                 BeatOutcome.Buffered => TypedResults.Accepted((string?)null, response),

@@ -16,7 +16,7 @@ internal static class PresenceServiceCollectionExtensions
     {
         ServiceCollectionExtensions.Bind<PostgresOptions>(services, configuration, PostgresOptions.Section);
         ServiceCollectionExtensions.Bind<PresenceOptions>(services, configuration, PresenceOptions.Section);
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PresenceOptions>, PresenceOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PresenceOptions>>(new PresenceOptionsValidator(configuration)));
 
         // A host (or a test) that registered its own data source keeps it.
         services.TryAddSingleton(sp => PostgresDataSource.Create(

@@ -20,6 +20,16 @@ public sealed class ScheduledMaintenance(
 
     private async Task RunOnScheduleAsync(MaintenanceTask task, CancellationToken stoppingToken)
     {
+        if (Schedules.IsDisabled(configuration, task.Name))
+        {
+            logger.LogWarning("{Task} is disabled (AzureWebJobs.{Task}.Disabled=true): it does not run", task.Name, task.Name);
+            return;
+        }
+        await RunEnabledAsync(task, stoppingToken);
+    }
+
+    private async Task RunEnabledAsync(MaintenanceTask task, CancellationToken stoppingToken)
+    {
         var expression = configuration[task.ScheduleSetting] ?? Schedules.Defaults[task.ScheduleSetting];
         var schedule = Schedules.Parse(task.ScheduleSetting, expression);
         logger.LogInformation("{Task} runs on '{Schedule}' ({Setting})", task.Name, expression, task.ScheduleSetting);

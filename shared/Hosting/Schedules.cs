@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration;
 using NCrontab;
 
 namespace Conveyor.Hosting;
@@ -31,5 +32,43 @@ public static class Schedules
         var fields = expression?.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length ?? 0;
         var schedule = CrontabSchedule.TryParse(expression ?? "", new CrontabSchedule.ParseOptions { IncludingSeconds = fields == 6 });
         return schedule ?? throw new ConveyorValidationException(setting, $"'{expression}' is not an NCRONTAB expression ({{second}} {{minute}} {{hour}} {{day}} {{month}} {{day-of-week}})");
+    }
+
+    /// <summary>
+    /// Whether the timer named <paramref name="function"/> is switched off with the Azure Functions app setting
+    /// <c>AzureWebJobs.&lt;name&gt;.Disabled=true</c> (or <c>AzureWebJobs__&lt;name&gt;__Disabled</c> as an
+    /// environment variable). The self-host honours the same setting.
+    /// </summary>
+    public static bool IsDisabled(IConfiguration configuration, string function)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var value = configuration[$"AzureWebJobs.{function}.Disabled"] ?? configuration[$"AzureWebJobs:{function}:Disabled"];
+        return bool.TryParse(value, out var disabled) && disabled;
+    }
+
+    /// <summary>
+    /// The longest time between two consecutive runs of <paramref name="schedule"/> over the coming week (at most
+    /// 20,000 runs looked at): what a stale-window invariant has to count on.
+    /// </summary>
+    public static TimeSpan LongestGap(CrontabSchedule schedule)
+    {
+        ArgumentNullException.ThrowIfNull(schedule);
+        var until = DateTime.UtcNow.AddDays(7);
+        var previous = schedule.GetNextOccurrence(DateTime.UtcNow);
+        var longest = TimeSpan.Zero;
+        for (var runs = 0; runs < 20_000; runs++)
+        {
+            var next = schedule.GetNextOccurrence(previous);
+            if (next - previous > longest)
+            {
+                longest = next - previous;
+            }
+            previous = next;
+            if (previous >= until)
+            {
+                break;
+            }
+        }
+        return longest;
     }
 }

@@ -37,6 +37,9 @@ public sealed record BeatResult(BeatOutcome Outcome, bool FlippedOnline = false,
 /// </summary>
 public sealed class HeartbeatService(NpgsqlDataSource dataSource, RedisConnection redis, IOptions<PresenceOptions> options)
 {
+    /// <summary>How often runtimes should beat (<see cref="PresenceOptions.BeatInterval"/>); every beat's answer says so.</summary>
+    public TimeSpan BeatInterval => options.Value.BeatInterval;
+
     // One statement: lock the row, bump it only if the token hash matches, and report what the row was,
     // so unknown id, wrong token and offline→online are told apart without a second round trip.
     // GREATEST: a beat never moves last_seen_at backwards.

@@ -1,5 +1,8 @@
 using System.ComponentModel.DataAnnotations;
+using Conveyor.Hosting;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Options;
+using NCrontab;
 
 namespace Conveyor.Presence;
 
@@ -16,8 +19,8 @@ public enum PresenceMode
 /// <summary>
 /// Runtime presence: heartbeats, flush and stale sweep. Section <c>Conveyor:Presence</c>.
 /// The timers run on the schedules in app settings <c>ConveyorHeartbeatFlushSchedule</c> and
-/// <c>ConveyorStaleSweeperSchedule</c>; keep <see cref="FlushInterval"/> and <see cref="SweepInterval"/>
-/// equal to (or longer than) their periods, because the start-up invariant is checked on these values:
+/// <c>ConveyorStaleSweeperSchedule</c>; <see cref="FlushInterval"/> and <see cref="SweepInterval"/> must be at least
+/// their longest gaps (checked at start-up), because the start-up invariant is checked on these values:
 /// <see cref="BeatInterval"/> + <see cref="FlushInterval"/> + <see cref="SweepInterval"/> &lt; <see cref="StaleWindow"/>.
 /// </summary>
 public sealed class PresenceOptions
@@ -58,16 +61,49 @@ public sealed class PresenceOptions
 /// <summary>
 /// A live runtime must never look stale: its newest beat can wait one beat interval to arrive, one flush
 /// interval to reach PostgreSQL, and one sweep interval before the sweeper looks again.
+/// The timers' schedules (<c>ConveyorHeartbeatFlushSchedule</c>, <c>ConveyorStaleSweeperSchedule</c>) must not
+/// leave longer gaps than the intervals the invariant is checked on.
 /// </summary>
-internal sealed class PresenceOptionsValidator : IValidateOptions<PresenceOptions>
+internal sealed class PresenceOptionsValidator(IConfiguration configuration) : IValidateOptions<PresenceOptions>
 {
     public ValidateOptionsResult Validate(string? name, PresenceOptions options)
     {
+        var failures = new List<string>();
         var total = options.BeatInterval + options.FlushInterval + options.SweepInterval;
-        return total < options.StaleWindow
-            ? ValidateOptionsResult.Success
-            : ValidateOptionsResult.Fail(
+        if (total >= options.StaleWindow)
+        {
+            failures.Add(
                 $"Conveyor:Presence:BeatInterval ({options.BeatInterval}) + FlushInterval ({options.FlushInterval}) + SweepInterval ({options.SweepInterval}) " +
                 $"= {total} must be less than Conveyor:Presence:StaleWindow ({options.StaleWindow}), or live runtimes are marked offline");
+        }
+        CheckSchedule("HeartbeatFlush", Schedules.HeartbeatFlush, "FlushInterval", options.FlushInterval, failures);
+        CheckSchedule("StaleSweeper", Schedules.StaleSweeper, "SweepInterval", options.SweepInterval, failures);
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    private void CheckSchedule(string function, string setting, string option, TimeSpan interval, List<string> failures)
+    {
+        if (Schedules.IsDisabled(configuration, function))
+        {
+            return; // switched off on purpose (AzureWebJobs.<name>.Disabled): nothing runs to check
+        }
+        var expression = configuration[setting] ?? Schedules.Defaults[setting];
+        CrontabSchedule schedule;
+        try
+        {
+            schedule = Schedules.Parse(setting, expression);
+        }
+        catch (ConveyorValidationException ex)
+        {
+            failures.Add(ex.Message);
+            return;
+        }
+        var gap = Schedules.LongestGap(schedule);
+        if (gap > interval)
+        {
+            failures.Add(
+                $"{setting} '{expression}' leaves up to {gap} between runs, longer than Conveyor:Presence:{option} ({interval}) " +
+                $"that the stale-window invariant counts on: set {option} to at least {gap}, or run the timer more often");
+        }
     }
 }

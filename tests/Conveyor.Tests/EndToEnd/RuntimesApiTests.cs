@@ -45,7 +45,9 @@ public sealed class RuntimesApiTests
 
         var first = await BeatAsync(server, id, token);
         Assert.Equal(HttpStatusCode.OK, first.StatusCode); // flipped online synchronously
-        Assert.True((await first.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("flippedOnline").GetBoolean());
+        var firstBody = await first.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.True(firstBody.GetProperty("flippedOnline").GetBoolean());
+        Assert.Equal(0.2, firstBody.GetProperty("beatIntervalSeconds").GetDouble()); // Conveyor:Presence:BeatInterval, told to the runtime
         var firstSeen = await LastSeenInPostgresAsync(server, id);
 
         await Task.Delay(50);

@@ -126,6 +126,7 @@ public sealed partial class InfraTemplateTests(CompiledTemplate template) : ICla
         "Conveyor__Redis__PrincipalId",
         "Conveyor__Postgres__ConnectionString",
         "Conveyor__Postgres__UseEntraId",
+        "Conveyor__Postgres__MigrateOnStart",
         "Conveyor__Identity__ClientId",
         "Conveyor__Processor__SessionDuration",
         "ConveyorSchedulerSchedule",
@@ -198,6 +199,8 @@ public sealed partial class InfraTemplateTests(CompiledTemplate template) : ICla
         Assert.All(SettingsTheAppReads, name => Assert.False(string.IsNullOrWhiteSpace(settings[name]), $"{name} is empty"));
         Assert.Equal("true", settings["Conveyor__Redis__UseEntraId"]);
         Assert.Equal("true", settings["Conveyor__Postgres__UseEntraId"]);
+        // Migrations run in the post-provision hook as the administrator, not as the app's identity.
+        Assert.Equal("false", settings["Conveyor__Postgres__MigrateOnStart"]);
         Assert.Equal("managedidentity", settings["AzureWebJobsStorage__credential"]);
     }
 

@@ -16,7 +16,6 @@ public sealed class SelfHostServer : IAsyncDisposable
 {
     public const string Key = "test-key-123";
 
-    private const string Never = "0 0 0 1 1 *"; // once a year
 
     private readonly TestDatabase _database;
 
@@ -64,8 +63,10 @@ public sealed class SelfHostServer : IAsyncDisposable
             ["Conveyor:Queue:MaxBackoff"] = "00:00:01",
             [Schedules.Scheduler] = "* * * * * *",
             [Schedules.Custodian] = "* * * * * *",
-            [Schedules.HeartbeatFlush] = presenceTimers ? "* * * * * *" : Never,
-            [Schedules.StaleSweeper] = presenceTimers ? "* * * * * *" : Never,
+            [Schedules.HeartbeatFlush] = "* * * * * *",
+            [Schedules.StaleSweeper] = "* * * * * *",
+            ["AzureWebJobs.HeartbeatFlush.Disabled"] = presenceTimers ? "false" : "true",
+            ["AzureWebJobs.StaleSweeper.Disabled"] = presenceTimers ? "false" : "true",
         };
         foreach (var (key, value) in settings ?? [])
         {

@@ -41,6 +41,46 @@ public sealed class PresenceOptionsTests
     }
 
     [Theory]
+    [InlineData("ConveyorHeartbeatFlushSchedule", "*/30 * * * * *", "FlushInterval")]
+    [InlineData("ConveyorStaleSweeperSchedule", "0 */5 * * * *", "SweepInterval")]
+    [InlineData("ConveyorStaleSweeperSchedule", "0,10,20 * * * * *", "SweepInterval")] // a 40 s gap each minute
+    public void A_timer_schedule_slower_than_its_interval_is_rejected_naming_both(string setting, string schedule, string option)
+    {
+        var error = Assert.Throws<OptionsValidationException>(() => Resolve(new() { [setting] = schedule }));
+
+        Assert.Contains(setting, error.Message, StringComparison.Ordinal);
+        Assert.Contains("Conveyor:Presence:" + option, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_slower_schedule_is_accepted_when_its_interval_says_so_and_the_window_still_holds()
+    {
+        var options = Resolve(new()
+        {
+            ["ConveyorHeartbeatFlushSchedule"] = "*/30 * * * * *",
+            ["Conveyor:Presence:FlushInterval"] = "00:00:30",
+        });
+
+        Assert.Equal(TimeSpan.FromSeconds(30), options.FlushInterval);
+        Assert.Throws<OptionsValidationException>(() => Resolve(new()
+        {
+            ["ConveyorStaleSweeperSchedule"] = "0 */3 * * * *",
+            ["Conveyor:Presence:SweepInterval"] = "00:03:00", // 15 s + 10 s + 3 min > 150 s
+        }));
+    }
+
+    [Fact]
+    public void A_disabled_timer_is_not_held_to_its_interval()
+    {
+        var settings = new Dictionary<string, string?> { ["ConveyorStaleSweeperSchedule"] = "0 0 0 1 1 *" };
+        Assert.Throws<OptionsValidationException>(() => Resolve(settings));
+
+        settings["AzureWebJobs.StaleSweeper.Disabled"] = "true";
+
+        Assert.Equal(TimeSpan.FromSeconds(30), Resolve(settings).SweepInterval);
+    }
+
+    [Theory]
     [InlineData("Conveyor:Presence:FlushBatchSize", "0")]
     [InlineData("Conveyor:Presence:SweepBatchSize", "50001")]
     [InlineData("Conveyor:Presence:BeatInterval", "00:00:00")]
