@@ -1,12 +1,317 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Conveyor.Hosting;
+using Conveyor.Presence;
+using Conveyor.Storage;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using NpgsqlTypes;
+using StackExchange.Redis;
+
 namespace Conveyor.Bench;
 
-/// <summary>Placeholder until the presence issue lands; it says so instead of printing figures.</summary>
+/// <summary>
+/// R runtimes (bulk-inserted, tokens hashed as the registry does) are brought online by one synchronous beat
+/// each, then beaten through <see cref="HeartbeatService"/> by C concurrent callers for S seconds (buffered in
+/// Redis); one <see cref="HeartbeatFlusher.RunOnceAsync"/> then writes the R buffered runtimes, and a
+/// Passthrough run of N beats gives the per-beat PostgreSQL cost without the buffer. Prints one JSON line.
+/// </summary>
 internal static class HeartbeatBench
 {
-    public static Task<int> RunAsync(BenchArgs args)
+    public static async Task<int> RunAsync(BenchArgs args)
     {
-        _ = args;
-        Console.Error.WriteLine("heartbeats: not built yet (presence issue)");
-        return Task.FromResult(1);
+        var redis = args.String("redis", "127.0.0.1:6379");
+        var postgres = args.String("postgres", "Host=127.0.0.1;Port=5432;Database=conveyor;Username=conveyor");
+        var runtimes = args.Int("runtimes", 100_000);
+        var concurrency = args.Int("concurrency", 512);
+        var seconds = args.Int("seconds", 10);
+        var syncConcurrency = args.Int("sync-concurrency", 64);
+        var passthroughBeats = args.Int("passthrough-beats", 10_000);
+        var idleBeats = args.Int("idle-beats", 2_000);
+        // Only the steady-state formula uses these (what a deployment would configure); nothing here waits on them.
+        var beatInterval = args.Int("beat-interval", (int)new PresenceOptions().BeatInterval.TotalSeconds);
+        var flushInterval = args.Int("flush-interval", (int)new PresenceOptions().FlushInterval.TotalSeconds);
+        var run = Guid.NewGuid().ToString("N")[..8];
+
+        await using var batched = Build(args, redis, postgres, PresenceMode.Batched);
+        var presence = batched.GetRequiredService<IOptions<PresenceOptions>>().Value;
+        var dataSource = batched.GetRequiredService<NpgsqlDataSource>();
+        var heartbeats = batched.GetRequiredService<HeartbeatService>();
+        var flusher = batched.GetRequiredService<HeartbeatFlusher>();
+        var multiplexer = await batched.GetRequiredService<RedisConnection>().GetMultiplexerAsync();
+        var server = multiplexer.GetServers()[0];
+        var db = multiplexer.GetDatabase();
+        var stats = new PostgresStats(postgres);
+        using var statements = new StatementCounter();
+
+        await batched.GetRequiredService<SchemaMigrator>().MigrateAsync();
+        // Beats another process left buffered would inflate the measured flush: write them out first.
+        await flusher.RunOnceAsync(CancellationToken.None);
+
+        var ids = new string[runtimes];
+        var tokens = new string[runtimes];
+
+        try
+        {
+            // 1. Register R runtimes in one COPY: the registry's INSERT one by one would dominate the run.
+            Console.Error.WriteLine($"register {runtimes} runtimes (COPY)");
+            var clock = Stopwatch.StartNew();
+            await RegisterAsync(dataSource, run, ids, tokens);
+            var registerSeconds = clock.Elapsed.TotalSeconds;
+            if (args.String("order", "shuffled") == "shuffled")
+            {
+                // Independent runtimes beat in an order unrelated to the order they registered in (= heap order).
+                var order = Enumerable.Range(0, runtimes).ToArray();
+                new Random(42).Shuffle(order);
+                ids = [.. order.Select(i => ids[i])];
+                tokens = [.. order.Select(i => tokens[i])];
+            }
+
+            // 2. First beat of each: the synchronous path flips it online (one UPDATE each) and marks it online in Redis.
+            Console.Error.WriteLine($"bring {runtimes} online (synchronous path, {syncConcurrency} in flight)");
+            var online = await BeatAsync(heartbeats, ids, tokens, syncConcurrency, TimeSpan.MaxValue, runtimes, BeatOutcome.Synchronous);
+            if (online.Unexpected > 0)
+            {
+                throw new InvalidOperationException($"{online.Unexpected} first beats did not take the synchronous path");
+            }
+
+            // 3. Warm the buffered path and the flusher (JIT, pools, script cache), then flush it all away.
+            Console.Error.WriteLine("warm up buffered beats and one flush");
+            await BeatAsync(heartbeats, ids, tokens, concurrency, TimeSpan.FromSeconds(2), int.MaxValue, BeatOutcome.Buffered);
+            await flusher.RunOnceAsync(CancellationToken.None);
+
+            // 4. One caller, one beat at a time: the latency of a beat on an idle service.
+            Console.Error.WriteLine($"idle beats x{idleBeats}");
+            var idle = await BeatAsync(heartbeats, ids, tokens, 1, TimeSpan.MaxValue, idleBeats, BeatOutcome.Buffered);
+
+            // 5. The measured phase: C callers beat round-robin over the R runtimes for S seconds.
+            Console.Error.WriteLine($"buffered beats for {seconds} s, {concurrency} in flight");
+            var redisBefore = await RedisStats.ReadAsync(server);
+            var measured = await BeatAsync(heartbeats, ids, tokens, concurrency, TimeSpan.FromSeconds(seconds), int.MaxValue, BeatOutcome.Buffered);
+            var redisDelta = await RedisStats.ReadAsync(server) - redisBefore;
+            if (measured.Beats < runtimes + concurrency)
+            {
+                // Too short to reach every runtime: beat the rest (not measured) so the flush sees all R. Callers
+                // stopped by the deadline skipped up to C indexes, hence the overlap.
+                var from = Math.Max(0, measured.Beats - concurrency);
+                await BeatAsync(heartbeats, ids[from..], tokens[from..], concurrency, TimeSpan.MaxValue, runtimes - from, BeatOutcome.Buffered);
+            }
+            var buffered = await db.SortedSetLengthAsync(PresenceKeys.Beats);
+
+            // 6. One flush of the R buffered runtimes.
+            Console.Error.WriteLine($"flush {buffered} buffered runtimes, batches of {presence.FlushBatchSize}");
+            var pgBefore = await stats.ReadAsync(dataSource);
+            await WarmPoolAsync(dataSource, HeartbeatFlusher.ConcurrentBatches);
+            var statementsBefore = statements.Statements;
+            var statementTimeBefore = statements.Elapsed;
+            clock.Restart();
+            var flush = await flusher.RunOnceAsync(CancellationToken.None);
+            var flushMs = clock.Elapsed.TotalMilliseconds;
+            var flushStatements = statements.Statements - statementsBefore;
+            var flushStatementMs = (statements.Elapsed - statementTimeBefore).TotalMilliseconds;
+            var pgFlush = await stats.ReadAsync(dataSource) - pgBefore;
+
+            // 7. Passthrough: every beat writes PostgreSQL at once.
+            Console.Error.WriteLine($"passthrough beats x{passthroughBeats}, {syncConcurrency} in flight");
+            await using var passthrough = Build(args, redis, postgres, PresenceMode.Passthrough);
+            var passthroughSource = passthrough.GetRequiredService<NpgsqlDataSource>();
+            var passthroughHeartbeats = passthrough.GetRequiredService<HeartbeatService>();
+            await BeatAsync(passthroughHeartbeats, ids, tokens, syncConcurrency, TimeSpan.MaxValue, Math.Min(1000, runtimes), BeatOutcome.Synchronous);
+            pgBefore = await stats.ReadAsync(dataSource, passthroughSource);
+            await WarmPoolAsync(passthroughSource, syncConcurrency);
+            statementsBefore = statements.Statements;
+            var direct = await BeatAsync(passthroughHeartbeats, ids, tokens, syncConcurrency, TimeSpan.MaxValue, passthroughBeats, BeatOutcome.Synchronous);
+            var passthroughStatements = statements.Statements - statementsBefore;
+            if (direct.Unexpected > 0)
+            {
+                throw new InvalidOperationException($"{direct.Unexpected} passthrough beats were not written synchronously");
+            }
+            var pgPassthrough = await stats.ReadAsync(dataSource, passthroughSource) - pgBefore;
+
+            // Steady state: each runtime beats once per beat interval, so one flush interval brings R·F/B beats,
+            // and a flush writes at most R runtimes, which is what step 6 measured: an upper bound per beat.
+            var beatsPerFlushInterval = (double)runtimes * flushInterval / beatInterval;
+            var writesPerBeatBatched = flushStatements / beatsPerFlushInterval;
+            var writesPerBeatPassthrough = (double)passthroughStatements / direct.Beats;
+            var line = new Dictionary<string, object>
+            {
+                ["mode"] = "heartbeats",
+                ["runtimes"] = runtimes,
+                ["concurrency"] = concurrency,
+                ["beats"] = measured.Beats,
+                ["beatsPerSec"] = Math.Round(measured.PerSecond),
+                ["beatP50Ms"] = Math.Round(measured.Percentile(0.50), 3),
+                ["beatP99Ms"] = Math.Round(measured.Percentile(0.99), 3),
+                ["idleBeatP50Ms"] = Math.Round(idle.Percentile(0.50), 3),
+                ["idleBeatP99Ms"] = Math.Round(idle.Percentile(0.99), 3),
+                ["unbuffered"] = measured.Unexpected + idle.Unexpected,
+                ["redisCommandsPerBeat"] = Math.Round((double)redisDelta.Commands / measured.Beats, 3),
+                ["redisCpuPct"] = Math.Round(100 * redisDelta.CpuSeconds / measured.Seconds, 1),
+                ["registerSec"] = Math.Round(registerSeconds, 2),
+                ["onlinePerSec"] = Math.Round(online.PerSecond),
+                ["buffered"] = buffered,
+                ["flushMs"] = Math.Round(flushMs, 1),
+                ["flushed"] = flush.Flushed,
+                ["raced"] = flush.Raced,
+                ["batches"] = flush.Batches,
+                ["batchSize"] = presence.FlushBatchSize,
+                ["statementsPerFlush"] = flushStatements,
+                ["flushStatementMs"] = Math.Round(flushStatementMs, 1),
+                ["pgFlushXactCommits"] = pgFlush.XactCommit,
+                ["pgFlushRowsUpdated"] = pgFlush.TupUpdated,
+                ["beatIntervalSec"] = beatInterval,
+                ["flushIntervalSec"] = flushInterval,
+                ["beatsPerFlushInterval"] = Math.Round(beatsPerFlushInterval),
+                ["dbWritesPerBeatBatched"] = Math.Round(writesPerBeatBatched, 6),
+                ["dbWritesPerBeatPassthrough"] = Math.Round(writesPerBeatPassthrough, 4),
+                ["writeReduction"] = Math.Round(writesPerBeatPassthrough / writesPerBeatBatched),
+                ["passthroughBeats"] = direct.Beats,
+                ["passthroughBeatsPerSec"] = Math.Round(direct.PerSecond),
+                ["passthroughP50Ms"] = Math.Round(direct.Percentile(0.50), 3),
+                ["passthroughP99Ms"] = Math.Round(direct.Percentile(0.99), 3),
+                ["pgPassthroughXactPerBeat"] = Math.Round((double)pgPassthrough.XactCommit / direct.Beats, 4),
+                ["pgPassthroughRowsPerBeat"] = Math.Round((double)pgPassthrough.TupUpdated / direct.Beats, 4),
+            };
+            Console.WriteLine(JsonSerializer.Serialize(line));
+            return 0;
+        }
+        finally
+        {
+            Console.Error.WriteLine("clean up the bench runtimes");
+            await ForgetAsync(dataSource, db, ids);
+        }
+    }
+
+    private static ServiceProvider Build(BenchArgs args, string redis, string postgres, PresenceMode mode)
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Conveyor:Redis:ConnectionString"] = redis + ",allowAdmin=true",
+            ["Conveyor:Postgres:ConnectionString"] = postgres,
+            ["Conveyor:Presence:Mode"] = mode.ToString(),
+            ["Conveyor:Presence:FlushBatchSize"] = args.Int("batch", 5000).ToString(CultureInfo.InvariantCulture),
+        }).Build();
+        var services = new ServiceCollection().AddLogging(logging => logging.AddConsole().SetMinimumLevel(LogLevel.Warning));
+        services.AddConveyor(configuration);
+        return services.BuildServiceProvider();
+    }
+
+    /// <summary>Inserts the runtimes as <see cref="RuntimeRegistry.RegisterAsync"/> would (v7 id, SHA-256 of a fresh token), offline.</summary>
+    private static async Task RegisterAsync(NpgsqlDataSource dataSource, string run, string[] ids, string[] tokens)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using (var writer = await connection.BeginBinaryImportAsync("COPY runtimes (id, name, token_hash) FROM STDIN (FORMAT BINARY)"))
+        {
+            for (var i = 0; i < ids.Length; i++)
+            {
+                var id = Guid.CreateVersion7();
+                ids[i] = RuntimeCredentials.Canonical(id);
+                tokens[i] = RuntimeCredentials.NewToken();
+                await writer.StartRowAsync();
+                await writer.WriteAsync(id, NpgsqlDbType.Uuid);
+                await writer.WriteAsync($"bench-{run}-{i}", NpgsqlDbType.Text);
+                await writer.WriteAsync(RuntimeCredentials.Hash(tokens[i])!, NpgsqlDbType.Text);
+            }
+            await writer.CompleteAsync();
+        }
+        // Fresh statistics and visibility, as autovacuum keeps them for a table that grew over time.
+        await using var vacuum = new NpgsqlCommand("VACUUM ANALYZE runtimes", connection);
+        await vacuum.ExecuteNonQueryAsync();
+    }
+
+    /// <summary>
+    /// Opens <paramref name="connections"/> pooled connections at once and returns them, so a measured phase does not
+    /// pay for connections the stats read closed (a flush timer finds its pool warm).
+    /// </summary>
+    private static async Task WarmPoolAsync(NpgsqlDataSource dataSource, int connections)
+    {
+        var open = await Task.WhenAll(Enumerable.Range(0, connections).Select(_ => dataSource.OpenConnectionAsync().AsTask()));
+        foreach (var connection in open)
+        {
+            await connection.DisposeAsync();
+        }
+    }
+
+    /// <summary>
+    /// <paramref name="callers"/> loops beat the runtimes round-robin until <paramref name="limit"/> beats or
+    /// <paramref name="duration"/>, whichever comes first; each beat's latency is kept.
+    /// </summary>
+    private static async Task<BeatRun> BeatAsync(
+        HeartbeatService heartbeats, string[] ids, string[] tokens, int callers, TimeSpan duration, int limit, BeatOutcome expected)
+    {
+        var next = -1L;
+        var unexpected = 0L;
+        var started = Stopwatch.GetTimestamp();
+        var deadline = duration == TimeSpan.MaxValue ? long.MaxValue : started + (long)(duration.TotalSeconds * Stopwatch.Frequency);
+        var samples = await Task.WhenAll(Enumerable.Range(0, callers).Select(_ => Task.Run(async () =>
+        {
+            var latencies = new List<double>(1024);
+            long n;
+            while ((n = Interlocked.Increment(ref next)) < limit && Stopwatch.GetTimestamp() < deadline)
+            {
+                var i = (int)(n % ids.Length);
+                var sent = Stopwatch.GetTimestamp();
+                var result = await heartbeats.BeatAsync(ids[i], tokens[i]);
+                latencies.Add(Stopwatch.GetElapsedTime(sent).TotalMilliseconds);
+                if (result.Outcome != expected)
+                {
+                    Interlocked.Increment(ref unexpected);
+                }
+            }
+            return latencies;
+        })));
+        var elapsed = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        var all = samples.SelectMany(s => s).ToList();
+        all.Sort();
+        return new BeatRun(all, elapsed, unexpected);
+    }
+
+    /// <summary>Deletes the bench runtimes and their presence in Redis; the next run starts on a table without their dead rows.</summary>
+    private static async Task ForgetAsync(NpgsqlDataSource dataSource, IDatabase db, string[] ids)
+    {
+        var known = ids.Where(id => id is not null).ToArray();
+        await using (var command = dataSource.CreateCommand("DELETE FROM runtimes WHERE id = ANY($1)"))
+        {
+            command.Parameters.AddWithValue(known.Select(Guid.Parse).ToArray());
+            await command.ExecuteNonQueryAsync();
+        }
+        await using (var vacuum = dataSource.CreateCommand("VACUUM runtimes"))
+        {
+            await vacuum.ExecuteNonQueryAsync();
+        }
+        foreach (var chunk in known.Chunk(10_000))
+        {
+            var members = chunk.Select(id => (RedisValue)id).ToArray();
+            await db.HashDeleteAsync(PresenceKeys.Online, members);
+            await db.SortedSetRemoveAsync(PresenceKeys.Beats, members);
+        }
+    }
+
+    /// <summary>Latencies (ms, sorted) of one run of beats.</summary>
+    private sealed record BeatRun(List<double> Latencies, double Seconds, long Unexpected)
+    {
+        public int Beats => Latencies.Count;
+
+        public double PerSecond => Beats / Seconds;
+
+        public double Percentile(double p) =>
+            Beats == 0 ? double.NaN : Latencies[Math.Min(Beats - 1, (int)Math.Ceiling(p * Beats) - 1)];
+    }
+
+    /// <summary>Commands Redis processed (script calls and what they run) and its CPU.</summary>
+    private readonly record struct RedisStats(long Commands, double CpuSeconds)
+    {
+        public static RedisStats operator -(RedisStats a, RedisStats b) => new(a.Commands - b.Commands, a.CpuSeconds - b.CpuSeconds);
+
+        public static async Task<RedisStats> ReadAsync(IServer server)
+        {
+            var info = (await server.InfoAsync()).SelectMany(g => g).ToDictionary(p => p.Key, p => p.Value);
+            var cpu = double.Parse(info["used_cpu_user"], CultureInfo.InvariantCulture) + double.Parse(info["used_cpu_sys"], CultureInfo.InvariantCulture);
+            return new RedisStats(long.Parse(info["total_commands_processed"], CultureInfo.InvariantCulture), cpu);
+        }
     }
 }

@@ -3,6 +3,7 @@ using Conveyor.Storage;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using NpgsqlTypes;
 using StackExchange.Redis;
 
 namespace Conveyor.Presence;
@@ -22,18 +23,27 @@ public sealed class HeartbeatFlusher(NpgsqlDataSource dataSource, RedisConnectio
 {
     // status = 'online' is load-bearing: a beat buffered before the sweeper (or a delete) won must not
     // bring the row back; that runtime's next beat does, through the synchronous path.
+    // id = ANY($1) lets PostgreSQL fetch the batch's rows through the index; prepared (a generic plan), it
+    // does, where a plan made for 5,000 literal ids reads and hashes the whole table for every batch.
     private const string FlushBatch = """
         UPDATE runtimes r SET last_seen_at = GREATEST(r.last_seen_at, b.seen)
         FROM unnest($1::uuid[], $2::timestamptz[]) AS b(id, seen)
-        WHERE r.id = b.id AND r.status = 'online'
+        WHERE r.id = ANY($1::uuid[]) AND r.id = b.id AND r.status = 'online'
         RETURNING r.id
         """;
+
+    /// <summary>
+    /// Batches written at once, each in its own statement on its own connection, so PostgreSQL uses more than
+    /// one core and the Redis round trips of one batch overlap the writes of the others.
+    /// </summary>
+    internal const int ConcurrentBatches = 4;
 
     /// <summary>Flushes every beat buffered before this call began, in batches of <see cref="PresenceOptions.FlushBatchSize"/>.</summary>
     public async Task<FlushResult> RunOnceAsync(CancellationToken cancellationToken)
     {
         using var activity = ConveyorTelemetry.Source.StartActivity("conveyor.heartbeat_flush.run");
         var batchSize = options.Value.FlushBatchSize;
+        var window = (long)batchSize * ConcurrentBatches;
         var db = await redis.GetDatabaseAsync();
         // Beats newer than this wait for the next flush, so a flush ends even while runtimes keep beating.
         var upTo = await RedisTime.NowMsAsync(db);
@@ -43,18 +53,19 @@ public sealed class HeartbeatFlusher(NpgsqlDataSource dataSource, RedisConnectio
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            // Settled beats leave the set, so every read starts from the oldest beat still waiting.
             var entries = await db.SortedSetRangeByScoreWithScoresAsync(
-                PresenceKeys.Beats, double.NegativeInfinity, upTo, Exclude.None, Order.Ascending, 0, batchSize);
+                PresenceKeys.Beats, double.NegativeInfinity, upTo, Exclude.None, Order.Ascending, 0, window);
             if (entries.Length == 0)
             {
                 break;
             }
-            var (touched, written) = await WriteAsync(entries, cancellationToken);
-            batches++;
-            await SettleAsync(db, entries, touched);
-            flushed += written;
-            raced += entries.Length - written;
-            if (entries.Length < batchSize)
+            // One read holds each runtime once, so the concurrent batches never touch the same row.
+            var written = await Task.WhenAll(entries.Chunk(batchSize).Select(batch => FlushBatchAsync(db, batch, cancellationToken)));
+            batches += written.Length;
+            flushed += written.Sum();
+            raced += entries.Length - written.Sum();
+            if (entries.Length < window)
             {
                 break;
             }
@@ -70,6 +81,14 @@ public sealed class HeartbeatFlusher(NpgsqlDataSource dataSource, RedisConnectio
             }
         }
         return new FlushResult(flushed, raced, batches);
+    }
+
+    /// <summary>Writes one batch, then settles it in Redis; returns the rows written.</summary>
+    private async Task<int> FlushBatchAsync(IDatabase db, SortedSetEntry[] entries, CancellationToken cancellationToken)
+    {
+        var (touched, written) = await WriteAsync(entries, cancellationToken);
+        await SettleAsync(db, entries, touched);
+        return written;
     }
 
     private async Task<(HashSet<Guid> Touched, int Written)> WriteAsync(SortedSetEntry[] entries, CancellationToken cancellationToken)
@@ -90,9 +109,17 @@ public sealed class HeartbeatFlusher(NpgsqlDataSource dataSource, RedisConnectio
         {
             return (touched, 0);
         }
-        await using var command = dataSource.CreateCommand(FlushBatch);
-        command.Parameters.AddWithValue(ids.ToArray());
-        command.Parameters.AddWithValue(seen.ToArray());
+        // In id order: flushers on other instances lock overlapping rows in the same order (no deadlock), and
+        // the index and heap are walked in order.
+        var idArray = ids.ToArray();
+        var seenArray = seen.ToArray();
+        Array.Sort(idArray, seenArray);
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var command = new NpgsqlCommand(FlushBatch, connection);
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = idArray });
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.TimestampTz, Value = seenArray });
+        // Prepared once per physical connection (Npgsql keeps it across pool reuse).
+        await command.PrepareAsync(cancellationToken);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {

@@ -149,4 +149,19 @@ public sealed class RegistryTests(PresenceDatabase fixture) : IClassFixture<Pres
             fixture.Database.ExecuteAsync("INSERT INTO runtimes (id, name, status, token_hash) VALUES (gen_random_uuid(), 'x', 'away', repeat('a', 64))"));
         Assert.Equal("runtimes_status_check", check.ConstraintName);
     }
+
+    [Theory]
+    [InlineData(63, 'a')]
+    [InlineData(65, 'a')]
+    [InlineData(64, 'A')] // uppercase hex is not what RuntimeCredentials writes
+    [InlineData(64, 'g')]
+    public async Task The_token_hash_check_accepts_only_64_lowercase_hex_characters(int length, char character)
+    {
+        await fixture.Database.ExecuteAsync("INSERT INTO runtimes (id, name, token_hash) VALUES (gen_random_uuid(), 'ok', $1)", new string('0', 63) + "f");
+
+        var check = await Assert.ThrowsAsync<Npgsql.PostgresException>(() =>
+            fixture.Database.ExecuteAsync("INSERT INTO runtimes (id, name, token_hash) VALUES (gen_random_uuid(), 'x', $1)", new string(character, length)));
+
+        Assert.Equal("runtimes_token_hash_check", check.ConstraintName);
+    }
 }
