@@ -26,14 +26,15 @@ public static class PostgresEntraAuth
 
     /// <summary>
     /// Makes <paramref name="builder"/> use a token for <see cref="Scope"/> from <paramref name="credential"/> as the
-    /// password, refreshed every <see cref="RefreshInterval"/> (<see cref="FailureRefreshInterval"/> after a failure,
-    /// which is logged to <paramref name="logger"/>). Call before <c>Build()</c>.
+    /// password, refreshed every <paramref name="refreshInterval"/> (default <see cref="RefreshInterval"/>;
+    /// <see cref="FailureRefreshInterval"/> after a failure, which is logged to <paramref name="logger"/>). Call before
+    /// <c>Build()</c>.
     /// </summary>
     /// <exception cref="ArgumentException">
     /// The connection string carries a <c>Password</c> (the token is the password), or names no <c>Username</c>
     /// (the PostgreSQL role of the Entra identity).
     /// </exception>
-    public static NpgsqlDataSourceBuilder Configure(NpgsqlDataSourceBuilder builder, TokenCredential credential, ILogger? logger = null)
+    public static NpgsqlDataSourceBuilder Configure(NpgsqlDataSourceBuilder builder, TokenCredential credential, ILogger? logger = null, TimeSpan? refreshInterval = null)
     {
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentNullException.ThrowIfNull(credential);
@@ -66,7 +67,7 @@ public static class PostgresEntraAuth
                     throw;
                 }
             },
-            RefreshInterval,
+            refreshInterval ?? RefreshInterval,
             FailureRefreshInterval);
         return builder;
     }

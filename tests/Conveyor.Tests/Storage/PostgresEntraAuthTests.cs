@@ -27,6 +27,41 @@ public sealed class PostgresEntraAuthTests
     }
 
     [Fact]
+    public async Task The_token_is_refreshed_on_its_interval_and_new_connections_sign_in_with_the_new_one()
+    {
+        var (admin, role, token) = await CreatePasswordRoleAsync();
+        await using var _ = admin;
+        var credential = new FakeTokenCredential { Token = token };
+        var builder = new NpgsqlDataSourceBuilder(await RoleConnectionStringAsync(role));
+        await using var dataSource = PostgresEntraAuth.Configure(builder, credential, refreshInterval: TimeSpan.FromMilliseconds(200)).Build();
+        await using var open = await dataSource.OpenConnectionAsync();
+
+        // The identity's token rotates: the server now accepts only the new one.
+        var rotated = "token-" + Guid.NewGuid().ToString("N");
+        await using (var alter = admin.CreateCommand($"ALTER ROLE \"{role}\" PASSWORD '{rotated}'"))
+        {
+            await alter.ExecuteNonQueryAsync();
+        }
+        credential.Token = rotated;
+        var asked = credential.Calls;
+
+        await Wait.UntilAsync(() => Task.FromResult(credential.Calls > asked), "the data source asks for a fresh token", seconds: 10);
+        await Wait.UntilAsync(async () =>
+        {
+            try
+            {
+                return await CurrentUserAsync(dataSource) == role; // Pooling=false: every command opens a new connection
+            }
+            catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.InvalidPassword)
+            {
+                return false;
+            }
+        }, "a new connection signs in with the refreshed token", seconds: 10);
+        await using var still = new NpgsqlCommand("SELECT current_user", open);
+        Assert.Equal(role, (string?)await still.ExecuteScalarAsync());
+    }
+
+    [Fact]
     public async Task With_UseEntraId_the_configured_data_source_asks_the_registered_credential()
     {
         var (admin, role, token) = await CreatePasswordRoleAsync();
