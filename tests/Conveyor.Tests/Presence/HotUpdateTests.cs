@@ -10,7 +10,10 @@ public sealed class HotUpdateTests(PresenceDatabase fixture) : IClassFixture<Pre
     public async Task Flushed_updates_are_hot_and_only_status_flips_touch_an_index()
     {
         var host = await PresenceHost.StartAsync(fixture.Database);
-        var runtimes = await host.OnlineRuntimesAsync(20); // 20 flips offline → online: not HOT
+        var runtimes = await host.OnlineRuntimesAsync(10); // 10 flips offline → online: not HOT
+        // Where the flips' new row versions landed depends on their order; VACUUM (autovacuum's job in
+        // production) leaves each page with its live rows and the room fillfactor reserves for HOT updates.
+        await fixture.Database.ExecuteAsync("VACUUM runtimes");
         for (var round = 0; round < 3; round++)
         {
             await Task.Delay(2);
@@ -18,7 +21,7 @@ public sealed class HotUpdateTests(PresenceDatabase fixture) : IClassFixture<Pre
             {
                 await host.Heartbeats.BeatAsync(runtime.Id.ToString(), runtime.Token);
             }
-            Assert.Equal(20, (await host.Flusher.RunOnceAsync(CancellationToken.None)).Flushed);
+            Assert.Equal(10, (await host.Flusher.RunOnceAsync(CancellationToken.None)).Flushed);
         }
         // Closing the pool ends its backends, which report their counters as they exit.
         await host.DisposeAsync();
@@ -31,10 +34,10 @@ public sealed class HotUpdateTests(PresenceDatabase fixture) : IClassFixture<Pre
             await using var reader = await command.ExecuteReaderAsync();
             await reader.ReadAsync();
             (updates, hot) = (reader.GetInt64(0), reader.GetInt64(1));
-            return updates >= 80;
+            return updates >= 40;
         }, "PostgreSQL reported the table's update counters");
 
-        Assert.Equal(80, updates);
-        Assert.Equal(60, hot);
+        Assert.Equal(40, updates);
+        Assert.Equal(30, hot);
     }
 }
