@@ -298,20 +298,6 @@ internal static class HeartbeatBench
 
         public double PerSecond => Beats / Seconds;
 
-        public double Percentile(double p) =>
-            Beats == 0 ? double.NaN : Latencies[Math.Min(Beats - 1, (int)Math.Ceiling(p * Beats) - 1)];
-    }
-
-    /// <summary>Commands Redis processed (script calls and what they run) and its CPU.</summary>
-    private readonly record struct RedisStats(long Commands, double CpuSeconds)
-    {
-        public static RedisStats operator -(RedisStats a, RedisStats b) => new(a.Commands - b.Commands, a.CpuSeconds - b.CpuSeconds);
-
-        public static async Task<RedisStats> ReadAsync(IServer server)
-        {
-            var info = (await server.InfoAsync()).SelectMany(g => g).ToDictionary(p => p.Key, p => p.Value);
-            var cpu = double.Parse(info["used_cpu_user"], CultureInfo.InvariantCulture) + double.Parse(info["used_cpu_sys"], CultureInfo.InvariantCulture);
-            return new RedisStats(long.Parse(info["total_commands_processed"], CultureInfo.InvariantCulture), cpu);
-        }
+        public double Percentile(double p) => Latency.Percentile(Latencies, p);
     }
 }

@@ -109,8 +109,8 @@ internal static class QueueBench
             ["prefetch"] = prefetch,
             ["enqueuedPerSec"] = Math.Round(jobs / enqueueSeconds),
             ["processedPerSec"] = Math.Round(jobs / drainSeconds),
-            ["pickupP50Ms"] = Math.Round(Percentile(latencies, 0.50), 3),
-            ["pickupP99Ms"] = Math.Round(Percentile(latencies, 0.99), 3),
+            ["pickupP50Ms"] = Math.Round(Latency.Percentile(latencies, 0.50), 3),
+            ["pickupP99Ms"] = Math.Round(Latency.Percentile(latencies, 0.99), 3),
             ["redisCommandsPerJob"] = Math.Round((double)(enqueueDelta.Commands + drainDelta.Commands) / jobs, 4),
             ["redisScriptCallsPerJob"] = Math.Round((double)(enqueueDelta.ScriptCalls + drainDelta.ScriptCalls) / jobs, 4),
             ["redisCpuEnqueuePct"] = Math.Round(100 * enqueueDelta.CpuSeconds / enqueueSeconds, 1),
@@ -122,9 +122,6 @@ internal static class QueueBench
         await db.SetRemoveAsync("conveyor:queues", queue);
         return 0;
     }
-
-    private static double Percentile(List<double> sorted, double p) =>
-        sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
 
     private sealed class NoopHandler(PickupProbe probe) : IJobHandler
     {
@@ -147,21 +144,5 @@ internal static class QueueBench
         }
 
         public void Started() => Interlocked.Exchange(ref _armed, null)?.TrySetResult(Stopwatch.GetTimestamp());
-    }
-
-    /// <summary>Client commands (what Redis counts in INFO commandstats: script calls and the commands they run), script calls, CPU.</summary>
-    private readonly record struct RedisStats(long Commands, long ScriptCalls, double CpuSeconds)
-    {
-        public static RedisStats operator -(RedisStats a, RedisStats b) => new(a.Commands - b.Commands, a.ScriptCalls - b.ScriptCalls, a.CpuSeconds - b.CpuSeconds);
-
-        public static async Task<RedisStats> ReadAsync(IServer server)
-        {
-            var info = (await server.InfoAsync()).SelectMany(g => g).ToDictionary(p => p.Key, p => p.Value);
-            var commandStats = (await server.InfoAsync("commandstats")).SelectMany(g => g).ToList();
-            long Calls(string name) => commandStats.Where(p => p.Key == "cmdstat_" + name)
-                .Select(p => long.Parse(p.Value.Split(',')[0]["calls=".Length..], CultureInfo.InvariantCulture)).Sum();
-            var cpu = double.Parse(info["used_cpu_user"], CultureInfo.InvariantCulture) + double.Parse(info["used_cpu_sys"], CultureInfo.InvariantCulture);
-            return new RedisStats(long.Parse(info["total_commands_processed"], CultureInfo.InvariantCulture), Calls("evalsha") + Calls("eval"), cpu);
-        }
     }
 }
