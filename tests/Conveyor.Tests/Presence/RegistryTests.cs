@@ -148,6 +148,27 @@ public sealed class RegistryTests(PresenceDatabase fixture) : IClassFixture<Pres
         var check = await Assert.ThrowsAsync<Npgsql.PostgresException>(() =>
             fixture.Database.ExecuteAsync("INSERT INTO runtimes (id, name, status, token_hash) VALUES (gen_random_uuid(), 'x', 'away', repeat('a', 64))"));
         Assert.Equal("runtimes_status_check", check.ConstraintName);
+        // The flush re-evaluates every table CHECK on every row it writes; status's is the only one left.
+        Assert.Equal(["runtimes_status_check"], await fixture.Database.ScalarAsync<string[]>(
+            "SELECT array_agg(conname::text) FROM pg_constraint WHERE conrelid = 'runtimes'::regclass AND contype = 'c'"));
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(201)]
+    public async Task The_name_domain_rejects_an_empty_or_overlong_name_also_on_update(int length)
+    {
+        var id = Guid.NewGuid();
+        await fixture.Database.ExecuteAsync("INSERT INTO runtimes (id, name, token_hash) VALUES ($1, $2, repeat('a', 64))", id, new string('n', 200));
+
+        var insert = await Assert.ThrowsAsync<Npgsql.PostgresException>(() =>
+            fixture.Database.ExecuteAsync("INSERT INTO runtimes (id, name, token_hash) VALUES (gen_random_uuid(), $1, repeat('a', 64))", new string('n', length)));
+        var update = await Assert.ThrowsAsync<Npgsql.PostgresException>(() =>
+            fixture.Database.ExecuteAsync("UPDATE runtimes SET name = $2 WHERE id = $1", id, new string('n', length)));
+
+        Assert.Equal("runtime_name_length", insert.ConstraintName);
+        Assert.Equal("runtime_name_length", update.ConstraintName);
+        Assert.Equal(new string('n', 200), await fixture.Database.ScalarAsync<string>("SELECT name FROM runtimes WHERE id = $1", id));
     }
 
     [Theory]
@@ -162,6 +183,6 @@ public sealed class RegistryTests(PresenceDatabase fixture) : IClassFixture<Pres
         var check = await Assert.ThrowsAsync<Npgsql.PostgresException>(() =>
             fixture.Database.ExecuteAsync("INSERT INTO runtimes (id, name, token_hash) VALUES (gen_random_uuid(), 'x', $1)", new string(character, length)));
 
-        Assert.Equal("runtimes_token_hash_check", check.ConstraintName);
+        Assert.Equal("sha256_hex_format", check.ConstraintName);
     }
 }
