@@ -12,23 +12,40 @@ namespace Conveyor.Presence;
 /// <param name="Flushed">Rows whose last_seen_at the flush wrote.</param>
 /// <param name="Raced">Buffered runtimes no longer online in PostgreSQL (swept or deleted); they left the online set.</param>
 /// <param name="Batches">UPDATE statements issued (one per batch).</param>
-public sealed record FlushResult(long Flushed, long Raced, int Batches);
+public sealed record FlushResult(long Flushed, long Raced, int Batches)
+{
+    /// <summary>The sum of two flushes' counts.</summary>
+    public static FlushResult operator +(FlushResult a, FlushResult b) => new(a.Flushed + b.Flushed, a.Raced + b.Raced, a.Batches + b.Batches);
+}
 
 /// <summary>
-/// Writes buffered beats to PostgreSQL, one UPDATE per bounded batch, and forgets them in Redis only after
-/// the commit, and only those not beaten again meanwhile. A flush that fails or dies midway loses nothing:
-/// the beats wait in Redis for the next one. Safe to run on many instances at once.
+/// Writes buffered beats to PostgreSQL, one UPDATE per bounded batch. A flush first freezes the buffered beats
+/// (take.lua renames the live set to the flushing set, so new beats land in a fresh live set), then writes the
+/// frozen set batch by batch and removes each batch from it only after its commit. A flush that fails or dies
+/// midway loses nothing: the rest of the frozen set waits in Redis, and the next flush writes it first.
+/// Safe to run on many instances at once (at worst they write the same beats twice; GREATEST keeps that harmless).
 /// </summary>
 public sealed class HeartbeatFlusher(NpgsqlDataSource dataSource, RedisConnection redis, IOptions<PresenceOptions> options, ILogger<HeartbeatFlusher> logger)
 {
     // status = 'online' is load-bearing: a beat buffered before the sweeper (or a delete) won must not
     // bring the row back; that runtime's next beat does, through the synchronous path.
-    // id = ANY($1) lets PostgreSQL fetch the batch's rows through the index; prepared (a generic plan), it
-    // does, where a plan made for 5,000 literal ids reads and hashes the whole table for every batch.
+    //
+    // Every batch must get the same plan, whatever the statistics say: a nested loop that looks each beat's row
+    // up in the primary key (5,000 probes, in id order, so rows are also locked in id order). Two things make
+    // that the only cheap plan:
+    // - a generic plan (GenericPlans, set for the batch's transaction only), which estimates unnest at 10 rows.
+    //   A custom plan knows the 5,000 and may read and hash the whole table instead;
+    // - 'online' as a parameter ($3), so the partial index runtimes_online_id (WHERE status = 'online') is out
+    //   of the generic plan's reach. Its row estimate comes from the status statistics, which lag behind after
+    //   many runtimes come online at once: believing the index nearly empty, the planner read all of it for
+    //   every batch (100,000 rows hashed per batch), or joined 5,000 rows to 5,000 by rescanning the array
+    //   (25 million comparisons, 6 s for one batch). Both were seen in the benchmark.
+    private const string GenericPlans = "SET LOCAL plan_cache_mode = force_generic_plan";
+
     private const string FlushBatch = """
         UPDATE runtimes r SET last_seen_at = GREATEST(r.last_seen_at, b.seen)
         FROM unnest($1::uuid[], $2::timestamptz[]) AS b(id, seen)
-        WHERE r.id = ANY($1::uuid[]) AND r.id = b.id AND r.status = 'online'
+        WHERE r.id = b.id AND r.status = $3
         RETURNING r.id
         """;
 
@@ -38,106 +55,209 @@ public sealed class HeartbeatFlusher(NpgsqlDataSource dataSource, RedisConnectio
     /// </summary>
     internal const int ConcurrentBatches = 4;
 
-    /// <summary>Flushes every beat buffered before this call began, in batches of <see cref="PresenceOptions.FlushBatchSize"/>.</summary>
+    /// <summary>
+    /// Writes every beat buffered when this call began (and first any a failed flush left), in batches of
+    /// <see cref="PresenceOptions.FlushBatchSize"/>. Beats arriving meanwhile wait for the next flush.
+    /// </summary>
     public async Task<FlushResult> RunOnceAsync(CancellationToken cancellationToken)
     {
         using var activity = ConveyorTelemetry.Source.StartActivity("conveyor.heartbeat_flush.run");
-        var batchSize = options.Value.FlushBatchSize;
-        var window = (long)batchSize * ConcurrentBatches;
         var db = await redis.GetDatabaseAsync();
-        // Beats newer than this wait for the next flush, so a flush ends even while runtimes keep beating.
-        var upTo = await RedisTime.NowMsAsync(db);
         var started = Stopwatch.GetTimestamp();
-        long flushed = 0, raced = 0;
-        var batches = 0;
-        while (true)
+        var result = new FlushResult(0, 0, 0);
+        // Two passes at most: a frozen set left by a failed (or concurrent) flush, then the live beats.
+        for (var pass = 0; pass < 2; pass++)
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            // Settled beats leave the set, so every read starts from the oldest beat still waiting.
-            var entries = await db.SortedSetRangeByScoreWithScoresAsync(
-                PresenceKeys.Beats, double.NegativeInfinity, upTo, Exclude.None, Order.Ascending, 0, window);
-            if (entries.Length == 0)
+            var taken = (RedisResult[])(await PresenceScripts.Take.RunAsync(db, PresenceKeys.BeatsAndFlushing, []))!;
+            var (leftover, frozen) = ((long)taken[0] == 1, (long)taken[1]);
+            if (frozen == 0)
             {
                 break;
             }
-            // One read holds each runtime once, so the concurrent batches never touch the same row.
-            var written = await Task.WhenAll(entries.Chunk(batchSize).Select(batch => FlushBatchAsync(db, batch, cancellationToken)));
-            batches += written.Length;
-            flushed += written.Sum();
-            raced += entries.Length - written.Sum();
-            if (entries.Length < window)
+            result += await DrainAsync(db, frozen, cancellationToken);
+            if (!leftover)
             {
                 break;
             }
         }
-        if (batches > 0)
+        if (result.Batches > 0)
         {
-            ConveyorTelemetry.RowsFlushed.Add(flushed);
-            ConveyorTelemetry.RowsRaced.Add(raced);
+            ConveyorTelemetry.RowsFlushed.Add(result.Flushed);
+            ConveyorTelemetry.RowsRaced.Add(result.Raced);
             ConveyorTelemetry.FlushDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-            if (raced > 0)
+            if (result.Raced > 0)
             {
-                logger.LogInformation("Heartbeat flush: {Raced} buffered runtimes were no longer online; their next beat brings them back", raced);
+                logger.LogInformation("Heartbeat flush: {Raced} buffered runtimes were no longer online; their next beat brings them back", result.Raced);
             }
         }
-        return new FlushResult(flushed, raced, batches);
+        return result;
     }
 
-    /// <summary>Writes one batch, then settles it in Redis; returns the rows written.</summary>
-    private async Task<int> FlushBatchAsync(IDatabase db, SortedSetEntry[] entries, CancellationToken cancellationToken)
-    {
-        var (touched, written) = await WriteAsync(entries, cancellationToken);
-        await SettleAsync(db, entries, touched);
-        return written;
-    }
+    /// <summary>
+    /// Entries per Redis read and per removal. Arrays of 1,000 entries (about 40 KB) stay off the large object
+    /// heap (85,000 bytes and up), which a flush of 5,000-entry arrays filled fast enough to force a full
+    /// garbage collection on every flush.
+    /// </summary>
+    private const int RedisChunk = 1000;
 
-    private async Task<(HashSet<Guid> Touched, int Written)> WriteAsync(SortedSetEntry[] entries, CancellationToken cancellationToken)
+    /// <summary>
+    /// Writes the frozen set (about <paramref name="frozen"/> entries), <see cref="ConcurrentBatches"/> batches
+    /// at a time, each read as soon as a slot frees up.
+    /// </summary>
+    private async Task<FlushResult> DrainAsync(IDatabase db, long frozen, CancellationToken cancellationToken)
     {
-        var ids = new List<Guid>(entries.Length);
-        var seen = new List<DateTime>(entries.Length);
-        foreach (var entry in entries)
+        var batchSize = options.Value.FlushBatchSize;
+        // Nothing is added to the frozen set and batches leave it only after their commit, so the next unread
+        // entry sits at rank (read - removed). Reads and removals are issued under one lock, in the order Redis
+        // runs them (one connection). If another flusher removes entries too, ranks shift and this one stops
+        // early: what it skipped stays frozen for the next flush, nothing is lost.
+        var gate = new object();
+        long read = 0, removed = 0;
+        var done = false;
+
+        async Task<FlushResult> WriterAsync()
         {
-            // Only beat.lua writes this set, with ids from the online set; anything else is dropped as raced.
-            if (Guid.TryParse(entry.Element.ToString(), out var id))
+            var result = new FlushResult(0, 0, 0);
+            while (true)
             {
-                ids.Add(id);
-                seen.Add(RedisTime.ToUtc((long)entry.Score));
+                cancellationToken.ThrowIfCancellationRequested();
+                var reads = new Task<SortedSetEntry[]>[(batchSize + RedisChunk - 1) / RedisChunk];
+                lock (gate)
+                {
+                    if (done || read >= frozen)
+                    {
+                        return result;
+                    }
+                    var from = read - removed;
+                    for (var i = 0; i < reads.Length; i++)
+                    {
+                        var start = from + (long)i * RedisChunk;
+                        reads[i] = db.SortedSetRangeByRankWithScoresAsync(
+                            PresenceKeys.Flushing, start, Math.Min(from + batchSize, start + RedisChunk) - 1);
+                    }
+                    read += batchSize;
+                }
+                var chunks = await Task.WhenAll(reads);
+                var count = chunks.Sum(chunk => chunk.Length);
+                if (count < batchSize)
+                {
+                    lock (gate)
+                    {
+                        done = true;
+                        read -= batchSize - count;
+                    }
+                    if (count == 0)
+                    {
+                        return result;
+                    }
+                }
+                var batch = Batch.Of(chunks, count);
+                var written = await WriteAsync(batch, cancellationToken);
+                Task settling;
+                lock (gate)
+                {
+                    removed += count;
+                    settling = SettleAsync(db, chunks, written, count);
+                }
+                await settling;
+                result += new FlushResult(written.Count, count - written.Count, 1);
             }
         }
-        var touched = new HashSet<Guid>();
-        if (ids.Count == 0)
+
+        var writers = await Task.WhenAll(Enumerable.Range(0, ConcurrentBatches).Select(_ => WriterAsync()));
+        return writers.Aggregate((a, b) => a + b);
+    }
+
+    /// <summary>A batch's runtime ids, sorted, with the beat time of each.</summary>
+    private readonly record struct Batch(Guid[] Ids, DateTime[] Seen)
+    {
+        public static Batch Of(SortedSetEntry[][] chunks, int count)
         {
-            return (touched, 0);
+            var ids = new Guid[count];
+            var seen = new DateTime[count];
+            var n = 0;
+            foreach (var entry in chunks.SelectMany(chunk => chunk))
+            {
+                // Only beat.lua writes these sets, with ids from the online set; anything else is dropped as raced.
+                if (TryParse(entry.Element, out var id))
+                {
+                    ids[n] = id;
+                    seen[n++] = RedisTime.ToUtc((long)entry.Score);
+                }
+            }
+            Array.Resize(ref ids, n);
+            Array.Resize(ref seen, n);
+            // In id order: flushers on other instances lock overlapping rows in the same order (no deadlock), and
+            // the index and heap are walked in order.
+            Array.Sort(ids, seen);
+            return new Batch(ids, seen);
         }
-        // In id order: flushers on other instances lock overlapping rows in the same order (no deadlock), and
-        // the index and heap are walked in order.
-        var idArray = ids.ToArray();
-        var seenArray = seen.ToArray();
-        Array.Sort(idArray, seenArray);
+    }
+
+    /// <summary>The ids of the rows one UPDATE wrote: the first <see cref="Count"/> of <see cref="Sorted"/>, in order.</summary>
+    private readonly record struct Written(Guid[] Sorted, int Count)
+    {
+        public bool Contains(Guid id) => Array.BinarySearch(Sorted, 0, Count, id) >= 0;
+    }
+
+    private static bool TryParse(RedisValue member, out Guid id) => Guid.TryParse(((ReadOnlyMemory<byte>)member).Span, out id);
+
+    /// <summary>Writes one batch in one UPDATE; returns the ids of the rows it wrote.</summary>
+    private async Task<Written> WriteAsync(Batch batch, CancellationToken cancellationToken)
+    {
+        var touched = new Guid[batch.Ids.Length];
+        if (batch.Ids.Length == 0)
+        {
+            return new Written(touched, 0);
+        }
+        var count = 0;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await using var command = new NpgsqlCommand(FlushBatch, connection);
-        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = idArray });
-        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.TimestampTz, Value = seenArray });
-        // Prepared once per physical connection (Npgsql keeps it across pool reuse).
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await using var command = new NpgsqlBatch(connection, transaction) { BatchCommands = { new(GenericPlans), new(FlushBatch) } };
+        var update = command.BatchCommands[1];
+        update.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = batch.Ids });
+        update.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.TimestampTz, Value = batch.Seen });
+        update.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Text, Value = RuntimeRegistry.StatusText(RuntimeStatus.Online) });
+        // Prepared once per physical connection (Npgsql keeps it across pool reuse), so the generic plan is reused.
         await command.PrepareAsync(cancellationToken);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
         {
-            touched.Add(reader.GetGuid(0));
+            // The batch's ids are distinct and each row is updated once, so at most Ids.Length rows come back.
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                touched[count++] = reader.GetGuid(0);
+            }
         }
-        return (touched, touched.Count);
+        await transaction.CommitAsync(cancellationToken);
+        Array.Sort(touched, 0, count);
+        return new Written(touched, count);
     }
 
-    private static async Task SettleAsync(IDatabase db, SortedSetEntry[] entries, HashSet<Guid> touched)
+    /// <summary>
+    /// After the commit: the batch leaves the frozen set, and runtimes the UPDATE did not touch (raced to offline,
+    /// or deleted) leave the online set, so their next beat goes synchronous. Nothing else writes the frozen set,
+    /// so no score needs comparing: a newer beat of the same runtime is in the live set.
+    /// </summary>
+    private static Task SettleAsync(IDatabase db, SortedSetEntry[][] chunks, Written written, int count)
     {
-        var args = new RedisValue[entries.Length * 3];
-        for (var i = 0; i < entries.Length; i++)
+        var settling = new List<Task>(chunks.Length + 1);
+        var raced = new List<RedisValue>();
+        foreach (var chunk in chunks.Where(chunk => chunk.Length > 0))
         {
-            var member = entries[i].Element;
-            args[i * 3] = member;
-            args[i * 3 + 1] = (long)entries[i].Score;
-            args[i * 3 + 2] = Guid.TryParse(member.ToString(), out var id) && touched.Contains(id) ? 1 : 0;
+            var members = Array.ConvertAll(chunk, entry => entry.Element);
+            settling.Add(db.SortedSetRemoveAsync(PresenceKeys.Flushing, members));
+            if (written.Count < count)
+            {
+                // Raced (rare): the entries whose id the UPDATE did not return, or that held no id at all.
+                raced.AddRange(members.Where(member => !TryParse(member, out var id) || !written.Contains(id)));
+            }
         }
-        await PresenceScripts.Settle.RunAsync(db, PresenceKeys.Both, args);
+        // Either may land without the other (a crash between): a batch still frozen is written again, harmlessly;
+        // a raced runtime still in the online set is found raced again by the next flush.
+        if (raced.Count > 0)
+        {
+            settling.Add(db.HashDeleteAsync(PresenceKeys.Online, [.. raced]));
+        }
+        return Task.WhenAll(settling);
     }
 }

@@ -68,7 +68,7 @@ public sealed class HeartbeatService(NpgsqlDataSource dataSource, RedisConnectio
         var db = await redis.GetDatabaseAsync();
         if (options.Value.Mode == PresenceMode.Batched)
         {
-            var at = (long)await PresenceScripts.Beat.RunAsync(db, PresenceKeys.Both, [member, hash]);
+            var at = (long)await PresenceScripts.Beat.RunAsync(db, PresenceKeys.OnlineAndBeats, [member, hash]);
             if (at > 0)
             {
                 ConveyorTelemetry.BeatsBuffered.Add(1);

@@ -4,7 +4,7 @@ using StackExchange.Redis;
 namespace Conveyor.Presence;
 
 /// <summary>
-/// The Redis keys of presence. Both carry the <c>{presence}</c> hash tag, so every presence script runs
+/// The Redis keys of presence. All carry the <c>{presence}</c> hash tag, so every presence script runs
 /// in one hash slot on clustered Redis.
 /// </summary>
 internal static class PresenceKeys
@@ -12,20 +12,32 @@ internal static class PresenceKeys
     /// <summary>Hash: runtime id → SHA-256 hex of its token, for every runtime known online.</summary>
     public static readonly RedisKey Online = "conveyor:{presence}:online";
 
-    /// <summary>Sorted set: runtime id → its latest buffered beat (ms, Redis time).</summary>
+    /// <summary>Sorted set: runtime id → its latest buffered beat (ms, Redis time). Beats land here.</summary>
     public static readonly RedisKey Beats = "conveyor:{presence}:beats";
 
-    /// <summary>KEYS of every presence script, in the order their headers list them.</summary>
-    public static readonly RedisKey[] Both = [Online, Beats];
+    /// <summary>
+    /// Sorted set: the beats a flush took out of <see cref="Beats"/> (renamed, so frozen) and has not yet
+    /// written. A flush that dies leaves it for the next one.
+    /// </summary>
+    public static readonly RedisKey Flushing = "conveyor:{presence}:flushing";
+
+    /// <summary>KEYS of beat.lua.</summary>
+    public static readonly RedisKey[] OnlineAndBeats = [Online, Beats];
+
+    /// <summary>KEYS of take.lua.</summary>
+    public static readonly RedisKey[] BeatsAndFlushing = [Beats, Flushing];
+
+    /// <summary>KEYS of release_stale.lua.</summary>
+    public static readonly RedisKey[] All = [Online, Beats, Flushing];
 }
 
 /// <summary>The presence Lua scripts, embedded from <c>Presence/Lua/*.lua</c>.</summary>
 internal static class PresenceScripts
 {
     public static readonly RedisScript Beat = LuaScripts.Load("beat", "Presence");
-    public static readonly RedisScript Settle = LuaScripts.Load("settle", "Presence");
+    public static readonly RedisScript Take = LuaScripts.Load("take", "Presence");
     public static readonly RedisScript ReleaseStale = LuaScripts.Load("release_stale", "Presence");
 
     /// <summary>Every script, for tests that check them all.</summary>
-    public static IReadOnlyList<RedisScript> All { get; } = [Beat, Settle, ReleaseStale];
+    public static IReadOnlyList<RedisScript> All { get; } = [Beat, Take, ReleaseStale];
 }

@@ -131,7 +131,10 @@ public sealed class RuntimeRegistry(NpgsqlDataSource dataSource, RedisConnection
         // or buffered and then dropped as raced by the next flush.
         var db = await redis.GetDatabaseAsync();
         var member = RuntimeCredentials.Canonical(runtimeId);
-        await Task.WhenAll(db.HashDeleteAsync(PresenceKeys.Online, member), db.SortedSetRemoveAsync(PresenceKeys.Beats, member));
+        await Task.WhenAll(
+            db.HashDeleteAsync(PresenceKeys.Online, member),
+            db.SortedSetRemoveAsync(PresenceKeys.Beats, member),
+            db.SortedSetRemoveAsync(PresenceKeys.Flushing, member));
         return deleted;
     }
 
@@ -189,7 +192,7 @@ public sealed class RuntimeRegistry(NpgsqlDataSource dataSource, RedisConnection
         return rows;
     }
 
-    /// <summary>A beat still waiting in Redis is newer than what PostgreSQL holds: show it.</summary>
+    /// <summary>A beat still waiting in Redis (live, or taken by a flush and not yet written) is newer than what PostgreSQL holds: show it.</summary>
     private async Task<List<RuntimeInfo>> WithBufferedBeatsAsync(List<RuntimeInfo> rows)
     {
         if (rows.Count == 0)
@@ -197,10 +200,16 @@ public sealed class RuntimeRegistry(NpgsqlDataSource dataSource, RedisConnection
             return rows;
         }
         var db = await redis.GetDatabaseAsync();
-        var scores = await db.SortedSetScoresAsync(PresenceKeys.Beats, [.. rows.Select(r => (RedisValue)RuntimeCredentials.Canonical(r.Id))]);
+        RedisValue[] members = [.. rows.Select(r => (RedisValue)RuntimeCredentials.Canonical(r.Id))];
+        // One transaction: a flush taking the live set between two separate reads could hide a beat from both.
+        var both = db.CreateTransaction();
+        var live = both.SortedSetScoresAsync(PresenceKeys.Beats, members);
+        var frozen = both.SortedSetScoresAsync(PresenceKeys.Flushing, members);
+        await both.ExecuteAsync();
+        var (liveScores, frozenScores) = (await live, await frozen);
         for (var i = 0; i < rows.Count; i++)
         {
-            if (scores[i] is { } ms)
+            if (Max(liveScores[i], frozenScores[i]) is { } ms)
             {
                 var buffered = new DateTimeOffset(RedisTime.ToUtc((long)ms));
                 if (rows[i].LastSeenAt is not { } stored || buffered > stored)
@@ -211,4 +220,6 @@ public sealed class RuntimeRegistry(NpgsqlDataSource dataSource, RedisConnection
         }
         return rows;
     }
+
+    private static double? Max(double? a, double? b) => a is null ? b : b is null ? a : Math.Max(a.Value, b.Value);
 }

@@ -55,7 +55,7 @@ public sealed class StaleSweeper(NpgsqlDataSource dataSource, RedisConnection re
             // Out of the online set first: from here on their beats go through PostgreSQL, where the fenced
             // UPDATE below and the synchronous beat serialise on the row.
             var stale = (RedisResult[])(await PresenceScripts.ReleaseStale.RunAsync(
-                db, PresenceKeys.Both,
+                db, PresenceKeys.All,
                 [cutoffMs, .. candidates.Select(id => (RedisValue)RuntimeCredentials.Canonical(id))]))!;
             if (stale.Length > 0)
             {

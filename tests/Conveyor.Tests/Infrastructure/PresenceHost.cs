@@ -94,7 +94,7 @@ public sealed class PresenceHost : IAsyncDisposable
         var db = multiplexer.GetDatabase();
         if (clearPresence)
         {
-            await db.KeyDeleteAsync([PresenceKeys.Online, PresenceKeys.Beats]);
+            await db.KeyDeleteAsync(PresenceKeys.All);
             await database.ExecuteAsync("TRUNCATE runtimes");
         }
         return new PresenceHost(provider, db, database, commands, ownConnection ? multiplexer : null);
@@ -126,11 +126,33 @@ public sealed class PresenceHost : IAsyncDisposable
 
     public Task<string> StatusAsync(Guid id) => Database.ScalarAsync<string>("SELECT status FROM runtimes WHERE id = $1", id);
 
-    public async Task<double?> BufferedAsync(Guid id) => await Db.SortedSetScoreAsync(PresenceKeys.Beats, id.ToString());
+    /// <summary>The runtime's latest buffered beat: in the live set, or frozen by a flush that has not written it yet.</summary>
+    public async Task<double?> BufferedAsync(Guid id)
+    {
+        var live = await Db.SortedSetScoreAsync(PresenceKeys.Beats, id.ToString());
+        var frozen = await Db.SortedSetScoreAsync(PresenceKeys.Flushing, id.ToString());
+        return live is null ? frozen : frozen is null ? live : Math.Max(live.Value, frozen.Value);
+    }
+
+    /// <summary>Runtimes with a buffered beat, live or frozen.</summary>
+    public async Task<int> BufferedCountAsync()
+    {
+        var live = await Db.SortedSetRangeByRankAsync(PresenceKeys.Beats);
+        var frozen = await Db.SortedSetRangeByRankAsync(PresenceKeys.Flushing);
+        return live.Concat(frozen).Distinct().Count();
+    }
+
+    /// <summary>The runtime ids a flush froze and has not yet written.</summary>
+    public async Task<string[]> FrozenAsync() =>
+        [.. (await Db.SortedSetRangeByRankAsync(PresenceKeys.Flushing)).Select(v => v.ToString()).Order(StringComparer.Ordinal)];
 
     public async Task<bool> KnownOnlineAsync(Guid id) => await Db.HashExistsAsync(PresenceKeys.Online, id.ToString());
 
-    /// <summary>Every row and both presence keys, as text: equal snapshots mean nothing changed.</summary>
+    /// <summary>
+    /// Every row, the online set and each runtime's latest buffered beat (live or frozen), as text: equal
+    /// snapshots mean nothing changed that anyone can observe. A flush that froze beats and failed leaves them
+    /// buffered, so it changes nothing here.
+    /// </summary>
     public async Task<string> SnapshotAsync()
     {
         var rows = new List<string>();
@@ -143,7 +165,11 @@ public sealed class PresenceHost : IAsyncDisposable
             }
         }
         var online = (await Db.HashGetAllAsync(PresenceKeys.Online)).Select(e => $"{e.Name}={e.Value}").Order(StringComparer.Ordinal);
-        var beats = (await Db.SortedSetRangeByRankWithScoresAsync(PresenceKeys.Beats)).Select(e => $"{e.Element}@{e.Score}");
+        var beats = (await Db.SortedSetRangeByRankWithScoresAsync(PresenceKeys.Beats))
+            .Concat(await Db.SortedSetRangeByRankWithScoresAsync(PresenceKeys.Flushing))
+            .GroupBy(e => e.Element.ToString())
+            .Select(g => $"{g.Key}@{g.Max(e => e.Score)}")
+            .Order(StringComparer.Ordinal);
         return string.Join("\n", [.. rows, "online:", .. online, "beats:", .. beats]);
     }
 
@@ -170,7 +196,7 @@ public sealed class CommandCounter : ILoggerProvider
 
     public ConcurrentQueue<string> Log { get; } = new();
 
-    /// <summary>Commands sent.</summary>
+    /// <summary>Commands and batches sent (transaction control, such as the flush's COMMIT, is not counted).</summary>
     public int Count => Volatile.Read(ref _commands);
 
     /// <summary>Connections opened (or attempted).</summary>
@@ -192,7 +218,8 @@ public sealed class CommandCounter : ILoggerProvider
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
             counter.Log.Enqueue($"{category} {eventId.Name}: {formatter(state, exception)}");
-            if (eventId.Name == "ExecutingCommand")
+            // One per round trip that runs SQL: a command, or a batch of them (the flush sends SET LOCAL + UPDATE as one).
+            if (eventId.Name is "ExecutingCommand" or "ExecutingBatch")
             {
                 Interlocked.Increment(ref counter._commands);
             }

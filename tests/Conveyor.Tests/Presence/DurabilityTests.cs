@@ -29,7 +29,9 @@ public sealed class DurabilityTests(PresenceDatabase fixture) : IClassFixture<Pr
         }
 
         Assert.Equal(before, await host.SnapshotAsync());
-        Assert.Equal(3, await host.Db.SortedSetLengthAsync(PresenceKeys.Beats));
+        // Frozen by the failed flush: the next one writes them first.
+        string[] expected = [.. runtimes.Select(r => r.Id.ToString()).Order(StringComparer.Ordinal)];
+        Assert.Equal(expected, await host.FrozenAsync());
 
         var flush = await host.Flusher.RunOnceAsync(CancellationToken.None);
 
@@ -40,6 +42,56 @@ public sealed class DurabilityTests(PresenceDatabase fixture) : IClassFixture<Pr
             Assert.True(await host.KnownOnlineAsync(runtime.Id));
         }
         Assert.NotEqual(before, await host.SnapshotAsync());
+        Assert.Equal(0, await host.BufferedCountAsync());
+    }
+
+    [Fact]
+    public async Task A_flush_that_fails_midway_keeps_the_failed_batch_frozen_and_the_next_flush_writes_only_that()
+    {
+        await using var host = await PresenceHost.StartAsync(fixture.Database, new() { ["Conveyor:Presence:FlushBatchSize"] = "2" });
+        var runtimes = await host.OnlineRuntimesAsync(6);
+        await Task.Delay(5);
+        var beats = new Dictionary<Guid, DateTime>();
+        foreach (var runtime in runtimes)
+        {
+            var beat = await host.Heartbeats.BeatAsync(runtime.Id.ToString(), runtime.Token);
+            beats[runtime.Id] = beat.SeenAt!.Value.UtcDateTime;
+        }
+        // One runtime's row refuses the write, so exactly one of the three batches fails; the others commit.
+        var poisoned = runtimes[3].Id;
+        await host.Database.ExecuteAsync($$"""
+            CREATE FUNCTION refuse_flush() RETURNS trigger LANGUAGE plpgsql AS $f$
+            BEGIN RAISE EXCEPTION 'refused'; END $f$;
+            CREATE TRIGGER refuse_flush BEFORE UPDATE ON runtimes
+                FOR EACH ROW WHEN (NEW.id = '{{poisoned}}') EXECUTE FUNCTION refuse_flush();
+            """);
+        try
+        {
+            await Assert.ThrowsAsync<PostgresException>(() => host.Flusher.RunOnceAsync(CancellationToken.None));
+        }
+        finally
+        {
+            await host.Database.ExecuteAsync("DROP TRIGGER refuse_flush ON runtimes; DROP FUNCTION refuse_flush();");
+        }
+
+        var frozen = await host.FrozenAsync();
+        Assert.Equal(2, frozen.Length);
+        Assert.Contains(poisoned.ToString(), frozen);
+        foreach (var runtime in runtimes)
+        {
+            var written = await host.LastSeenAtAsync(runtime.Id) == beats[runtime.Id];
+            Assert.Equal(!frozen.Contains(runtime.Id.ToString()), written);
+        }
+
+        var flush = await host.Flusher.RunOnceAsync(CancellationToken.None);
+
+        Assert.Equal(new FlushResult(2, 0, 1), flush);
+        foreach (var runtime in runtimes)
+        {
+            Assert.Equal(beats[runtime.Id], await host.LastSeenAtAsync(runtime.Id));
+            Assert.True(await host.KnownOnlineAsync(runtime.Id));
+        }
+        Assert.Equal(0, await host.BufferedCountAsync());
     }
 
     [Fact]

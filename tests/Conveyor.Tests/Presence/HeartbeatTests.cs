@@ -1,6 +1,7 @@
 using Conveyor.Presence;
 using Conveyor.Storage;
 using Conveyor.Tests.Infrastructure;
+using StackExchange.Redis;
 
 namespace Conveyor.Tests.Presence;
 
@@ -150,21 +151,51 @@ public sealed class HeartbeatTests(PresenceDatabase fixture) : IClassFixture<Pre
     }
 
     [Fact]
-    public async Task A_beat_newer_than_the_one_flushed_stays_buffered_for_the_next_flush()
+    public async Task A_beat_arriving_while_a_flush_writes_is_kept_and_the_next_flush_finishes_the_frozen_beats_first()
     {
         await using var host = await PresenceHost.StartAsync(fixture.Database);
         var runtime = await host.OnlineRuntimeAsync();
-        var member = runtime.Id.ToString();
-        await host.Db.SortedSetAddAsync(PresenceKeys.Beats, member, 2000);
+        var id = runtime.Id.ToString();
+        await Task.Delay(5);
+        var first = await host.Heartbeats.BeatAsync(id, runtime.Token);
+        // A flush froze the buffered beats, then died before writing them.
+        var taken = (RedisResult[])(await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.BeatsAndFlushing, []))!;
+        Assert.Equal([0L, 1L], taken.Select(r => (long)r));
+        await Task.Delay(5);
+        var second = await host.Heartbeats.BeatAsync(id, runtime.Token);
+        Assert.Equal(BeatOutcome.Buffered, second.Outcome);
+        Assert.True(second.SeenAt > first.SeenAt);
+        // Both wait; the newest is what readers see.
+        Assert.Equal(first.SeenAt!.Value.ToUnixTimeMilliseconds(), (long)(await host.Db.SortedSetScoreAsync(PresenceKeys.Flushing, id))!);
+        Assert.Equal(second.SeenAt!.Value.ToUnixTimeMilliseconds(), (long)(await host.Db.SortedSetScoreAsync(PresenceKeys.Beats, id))!);
+        Assert.Equal(second.SeenAt, (await host.Registry.GetAsync(id))!.LastSeenAt);
 
-        // The flush read the beat at 1000, wrote it, and a beat at 2000 arrived before it settled.
-        var removed = (long)await PresenceScripts.Settle.RunAsync(host.Db, PresenceKeys.Both, [member, 1000, 1]);
+        var flush = await host.Flusher.RunOnceAsync(CancellationToken.None);
 
-        Assert.Equal(0, removed);
-        Assert.Equal(2000, await host.BufferedAsync(runtime.Id));
+        // The frozen beat, then the live one: two batches of one runtime.
+        Assert.Equal(new FlushResult(2, 0, 2), flush);
+        Assert.Equal(second.SeenAt.Value.UtcDateTime, await host.LastSeenAtAsync(runtime.Id));
+        Assert.Equal(0, await host.BufferedCountAsync());
         Assert.True(await host.KnownOnlineAsync(runtime.Id));
-        Assert.Equal(1, (long)await PresenceScripts.Settle.RunAsync(host.Db, PresenceKeys.Both, [member, 2000, 1]));
-        Assert.Null(await host.BufferedAsync(runtime.Id));
+    }
+
+    [Fact]
+    public async Task Take_does_not_replace_a_frozen_set_and_reports_an_empty_buffer()
+    {
+        await using var host = await PresenceHost.StartAsync(fixture.Database);
+        async Task<long[]> TakeAsync() =>
+            [.. ((RedisResult[])(await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.BeatsAndFlushing, []))!).Select(r => (long)r)];
+
+        Assert.Equal(new long[] { 0, 0 }, await TakeAsync());
+        Assert.False(await host.Db.KeyExistsAsync(PresenceKeys.Flushing));
+
+        await host.Db.SortedSetAddAsync(PresenceKeys.Beats, "a", 1);
+        Assert.Equal(new long[] { 0, 1 }, await TakeAsync());
+        await host.Db.SortedSetAddAsync(PresenceKeys.Beats, [new("b", 2), new("c", 3)]);
+        Assert.Equal(new long[] { 1, 1 }, await TakeAsync());
+
+        Assert.Equal(["a"], (await host.Db.SortedSetRangeByRankAsync(PresenceKeys.Flushing)).Select(v => v.ToString()));
+        Assert.Equal(2, await host.Db.SortedSetLengthAsync(PresenceKeys.Beats));
     }
 
     [Fact]

@@ -32,6 +32,23 @@ public sealed class SweeperTests(PresenceDatabase fixture) : IClassFixture<Prese
     }
 
     [Fact]
+    public async Task A_fresh_beat_a_flush_has_frozen_but_not_yet_written_also_keeps_a_runtime_online()
+    {
+        await using var host = await PresenceHost.StartAsync(fixture.Database);
+        var alive = await host.OnlineRuntimeAsync("alive");
+        Assert.Equal(BeatOutcome.Buffered, (await host.Heartbeats.BeatAsync(alive.Id.ToString(), alive.Token)).Outcome);
+        await BackdateAsync(host, alive.Id);
+        await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.BeatsAndFlushing, []);
+        Assert.False(await host.Db.KeyExistsAsync(PresenceKeys.Beats));
+
+        var sweep = await host.Sweeper.RunOnceAsync(CancellationToken.None);
+
+        Assert.Equal(0, sweep.Swept);
+        Assert.Equal("online", await host.StatusAsync(alive.Id));
+        Assert.True(await host.KnownOnlineAsync(alive.Id));
+    }
+
+    [Fact]
     public async Task The_sweeper_leaves_runtimes_inside_the_stale_window_alone()
     {
         await using var host = await PresenceHost.StartAsync(fixture.Database);
@@ -68,7 +85,7 @@ public sealed class SweeperTests(PresenceDatabase fixture) : IClassFixture<Prese
             // Stale and not known online (say Redis lost them): every beat takes the synchronous path.
             await BackdateAsync(host, [.. runtimes.Select(r => r.Id)]);
             await host.Database.ExecuteAsync("UPDATE runtimes SET status = 'online'");
-            await host.Db.KeyDeleteAsync([PresenceKeys.Online, PresenceKeys.Beats]);
+            await host.Db.KeyDeleteAsync(PresenceKeys.All);
 
             await RaceAsync(host, runtimes);
 
@@ -86,7 +103,7 @@ public sealed class SweeperTests(PresenceDatabase fixture) : IClassFixture<Prese
             // Stale in PostgreSQL but known online: beats are buffered unless the sweeper got there first.
             await BackdateAsync(host, [.. runtimes.Select(r => r.Id)]);
             await host.Database.ExecuteAsync("UPDATE runtimes SET status = 'online'");
-            await host.Db.KeyDeleteAsync(PresenceKeys.Beats);
+            await host.Db.KeyDeleteAsync([PresenceKeys.Beats, PresenceKeys.Flushing]);
             foreach (var runtime in runtimes)
             {
                 await host.Db.HashSetAsync(PresenceKeys.Online, runtime.Id.ToString(), Hash(runtime.Token));
