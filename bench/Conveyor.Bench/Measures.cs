@@ -25,3 +25,58 @@ internal static class Latency
     public static double Percentile(IReadOnlyList<double> sorted, double p) =>
         sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
 }
+
+/// <summary>
+/// CPU seconds used so far by this process, by Redis (INFO), and by every local PostgreSQL process (from
+/// <c>/proc</c>; null when PostgreSQL runs elsewhere or <c>/proc</c> is not readable).
+/// </summary>
+internal readonly record struct CpuTimes(double Bench, double Redis, double? Postgres)
+{
+    public static CpuTimes operator -(CpuTimes a, CpuTimes b) => new(a.Bench - b.Bench, a.Redis - b.Redis, a.Postgres - b.Postgres);
+
+    public static async Task<CpuTimes> ReadAsync(IServer server)
+    {
+        var redis = (await RedisStats.ReadAsync(server)).CpuSeconds;
+        return new CpuTimes(System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds, redis, PostgresSeconds());
+    }
+
+    public Dictionary<string, double?> ToJson() => new()
+    {
+        ["bench"] = Math.Round(Bench * 1000),
+        ["redis"] = Math.Round(Redis * 1000),
+        ["postgres"] = Postgres is { } pg ? Math.Round(pg * 1000) : null,
+    };
+
+    /// <summary>utime + stime of every process named postgres, in seconds (USER_HZ is 100 on Linux).</summary>
+    private static double? PostgresSeconds()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return null;
+        }
+        long ticks = 0;
+        var found = false;
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                // pid (comm) state ...: comm may hold spaces, so split after its closing parenthesis.
+                var open = stat.IndexOf('(');
+                var close = stat.LastIndexOf(')');
+                if (open < 0 || close < 0 || stat[(open + 1)..close] != "postgres")
+                {
+                    continue;
+                }
+                var fields = stat[(close + 2)..].Split(' ');
+                ticks += long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+                found = true;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+            {
+                // A process that ended while we read, or one we may not see.
+            }
+        }
+        return found ? ticks / 100.0 : null;
+    }
+}

@@ -82,18 +82,22 @@ internal sealed class PostgresStats(string connectionString)
             await Task.Delay(20);
         }
         await using var command = new NpgsqlCommand(
-            "SELECT xact_commit, tup_updated FROM pg_stat_database WHERE datname = current_database()", connection);
+            """
+            SELECT xact_commit, tup_updated,
+                   (SELECT coalesce(sum(n_tup_hot_upd), 0)::bigint FROM pg_stat_user_tables WHERE relname = 'runtimes')
+            FROM pg_stat_database WHERE datname = current_database()
+            """, connection);
         own++;
         await using var reader = await command.ExecuteReaderAsync();
         await reader.ReadAsync();
-        var snapshot = new Snapshot(reader.GetInt64(0) - _own, reader.GetInt64(1));
+        var snapshot = new Snapshot(reader.GetInt64(0) - _own, reader.GetInt64(1), reader.GetInt64(2));
         _own += own;
         return snapshot;
     }
 
-    /// <summary>Committed transactions (less this reader's own) and rows updated.</summary>
-    internal readonly record struct Snapshot(long XactCommit, long TupUpdated)
+    /// <summary>Committed transactions (less this reader's own), rows updated, and HOT updates of <c>runtimes</c>.</summary>
+    internal readonly record struct Snapshot(long XactCommit, long TupUpdated, long HotUpdated)
     {
-        public static Snapshot operator -(Snapshot a, Snapshot b) => new(a.XactCommit - b.XactCommit, a.TupUpdated - b.TupUpdated);
+        public static Snapshot operator -(Snapshot a, Snapshot b) => new(a.XactCommit - b.XactCommit, a.TupUpdated - b.TupUpdated, a.HotUpdated - b.HotUpdated);
     }
 }
