@@ -111,8 +111,8 @@ internal static class HeartbeatBench
             //    one more beat of every runtime, not measured); flushMs is their median.
             var flushes = args.Int("flushes", 5);
             var pgBefore = await stats.ReadAsync(dataSource);
-            var statementsBefore = statements.Statements;
-            var statementTimeBefore = statements.Elapsed;
+            long flushStatementsTotal = 0;
+            var flushStatementTime = TimeSpan.Zero;
             var runs = new List<FlushRun>();
             for (var f = 0; f < flushes; f++)
             {
@@ -125,17 +125,22 @@ internal static class HeartbeatBench
                 await WarmPoolAsync(dataSource, HeartbeatFlusher.ConcurrentBatches);
                 var cpuBefore = await CpuTimes.ReadAsync(server);
                 var checkpointsBefore = await CheckpointsAsync(dataSource);
+                var autovacuumsBefore = await AutovacuumsAsync(dataSource);
                 var gen2Before = GC.CollectionCount(2);
+                var (statementsBefore, statementTimeBefore) = (statements.Statements, statements.Elapsed);
                 clock.Restart();
                 var result = await flusher.RunOnceAsync(CancellationToken.None);
                 var elapsed = clock.Elapsed.TotalMilliseconds;
+                flushStatementsTotal += statements.Statements - statementsBefore;
+                flushStatementTime += statements.Elapsed - statementTimeBefore;
                 var measuredFlush = new FlushRun(pending, result, elapsed, await CpuTimes.ReadAsync(server) - cpuBefore,
-                    await CheckpointsAsync(dataSource) - checkpointsBefore, GC.CollectionCount(2) - gen2Before);
-                Console.Error.WriteLine($"  {measuredFlush.Ms:F0} ms, CPU ms {string.Join(", ", measuredFlush.Cpu.ToJson().Select(p => $"{p.Key} {p.Value}"))}, checkpoints {measuredFlush.Checkpoints}, gen2 GCs {measuredFlush.Gen2}");
+                    await CheckpointsAsync(dataSource) - checkpointsBefore, await AutovacuumsAsync(dataSource) - autovacuumsBefore,
+                    GC.CollectionCount(2) - gen2Before);
+                Console.Error.WriteLine($"  {measuredFlush.Ms:F0} ms, CPU ms {string.Join(", ", measuredFlush.Cpu.ToJson().Select(p => $"{p.Key} {p.Value}"))}, checkpoints {measuredFlush.Checkpoints}, autovacuum/analyze ends {measuredFlush.Autovacuums}, gen2 GCs {measuredFlush.Gen2}");
                 runs.Add(measuredFlush);
             }
-            var flushStatements = (double)(statements.Statements - statementsBefore) / flushes;
-            var flushStatementMs = (statements.Elapsed - statementTimeBefore).TotalMilliseconds / flushes;
+            var flushStatements = (double)flushStatementsTotal / flushes;
+            var flushStatementMs = flushStatementTime.TotalMilliseconds / flushes;
             var pgFlush = await stats.ReadAsync(dataSource) - pgBefore;
             var median = runs.OrderBy(r => r.Ms).ElementAt(flushes / 2);
 
@@ -147,9 +152,9 @@ internal static class HeartbeatBench
             await BeatAsync(passthroughHeartbeats, ids, tokens, syncConcurrency, TimeSpan.MaxValue, Math.Min(1000, runtimes), BeatOutcome.Synchronous);
             pgBefore = await stats.ReadAsync(dataSource, passthroughSource);
             await WarmPoolAsync(passthroughSource, syncConcurrency);
-            statementsBefore = statements.Statements;
+            var passthroughBefore = statements.Statements;
             var direct = await BeatAsync(passthroughHeartbeats, ids, tokens, syncConcurrency, TimeSpan.MaxValue, passthroughBeats, BeatOutcome.Synchronous);
-            var passthroughStatements = statements.Statements - statementsBefore;
+            var passthroughStatements = statements.Statements - passthroughBefore;
             if (direct.Unexpected > 0)
             {
                 throw new InvalidOperationException($"{direct.Unexpected} passthrough beats were not written synchronously");
@@ -188,6 +193,7 @@ internal static class HeartbeatBench
                 ["flushStatementMs"] = Math.Round(flushStatementMs, 1),
                 ["flushCpuMs"] = median.Cpu.ToJson(),
                 ["flushCheckpoints"] = runs.Sum(r => r.Checkpoints),
+                ["flushAutovacuums"] = runs.Sum(r => r.Autovacuums),
                 ["pgFlushXactCommits"] = pgFlush.XactCommit / flushes,
                 ["pgFlushRowsUpdated"] = pgFlush.TupUpdated / flushes,
                 ["pgFlushHotPct"] = Math.Round(100.0 * pgFlush.HotUpdated / Math.Max(1, pgFlush.TupUpdated), 1),
@@ -322,14 +328,22 @@ internal static class HeartbeatBench
 
     /// <summary>
     /// One measured flush: what was buffered, what it did, how long it took, the CPU it cost, and what else ran:
-    /// PostgreSQL checkpoints begun (after one, the first write to each page logs the whole page) and this
-    /// process's full garbage collections.
+    /// PostgreSQL checkpoints begun (after one, the first write to each page logs the whole page), autovacuum or
+    /// autoanalyze runs of runtimes that ended, and this process's full garbage collections.
     /// </summary>
-    private sealed record FlushRun(long Buffered, FlushResult Result, double Ms, CpuTimes Cpu, long Checkpoints, int Gen2);
+    private sealed record FlushRun(long Buffered, FlushResult Result, double Ms, CpuTimes Cpu, long Checkpoints, long Autovacuums, int Gen2);
 
     private static async Task<long> CheckpointsAsync(NpgsqlDataSource dataSource)
     {
         await using var command = dataSource.CreateCommand("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter");
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+
+    /// <summary>Autovacuum runs on <c>runtimes</c> so far (they compete with a flush for the same cores).</summary>
+    private static async Task<long> AutovacuumsAsync(NpgsqlDataSource dataSource)
+    {
+        await using var command = dataSource.CreateCommand(
+            "SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0)::bigint FROM pg_stat_user_tables WHERE relname = 'runtimes'");
         return (long)(await command.ExecuteScalarAsync())!;
     }
 
