@@ -124,8 +124,7 @@ internal static class HeartbeatBench
                 Console.Error.WriteLine($"flush {f + 1}/{flushes}: {pending} buffered runtimes, batches of {presence.FlushBatchSize}");
                 await WarmPoolAsync(dataSource, HeartbeatFlusher.ConcurrentBatches);
                 var cpuBefore = await CpuTimes.ReadAsync(server);
-                var checkpointsBefore = await CheckpointsAsync(dataSource);
-                var autovacuumsBefore = await AutovacuumsAsync(dataSource);
+                var (checkpointsBefore, autovacuumsBefore) = await BackgroundWorkAsync(dataSource);
                 var gen2Before = GC.CollectionCount(2);
                 var (statementsBefore, statementTimeBefore) = (statements.Statements, statements.Elapsed);
                 clock.Restart();
@@ -133,9 +132,11 @@ internal static class HeartbeatBench
                 var elapsed = clock.Elapsed.TotalMilliseconds;
                 flushStatementsTotal += statements.Statements - statementsBefore;
                 flushStatementTime += statements.Elapsed - statementTimeBefore;
-                var measuredFlush = new FlushRun(pending, result, elapsed, await CpuTimes.ReadAsync(server) - cpuBefore,
-                    await CheckpointsAsync(dataSource) - checkpointsBefore, await AutovacuumsAsync(dataSource) - autovacuumsBefore,
-                    GC.CollectionCount(2) - gen2Before);
+                var cpu = await CpuTimes.ReadAsync(server) - cpuBefore;
+                var gen2 = GC.CollectionCount(2) - gen2Before;
+                var (checkpointsAfter, autovacuumsAfter) = await BackgroundWorkAsync(dataSource);
+                var measuredFlush = new FlushRun(pending, result, elapsed, cpu,
+                    checkpointsAfter - checkpointsBefore, autovacuumsAfter - autovacuumsBefore, gen2);
                 Console.Error.WriteLine($"  {measuredFlush.Ms:F0} ms, CPU ms {string.Join(", ", measuredFlush.Cpu.ToJson().Select(p => $"{p.Key} {p.Value}"))}, checkpoints {measuredFlush.Checkpoints}, autovacuum/analyze ends {measuredFlush.Autovacuums}, gen2 GCs {measuredFlush.Gen2}");
                 runs.Add(measuredFlush);
             }
@@ -333,18 +334,19 @@ internal static class HeartbeatBench
     /// </summary>
     private sealed record FlushRun(long Buffered, FlushResult Result, double Ms, CpuTimes Cpu, long Checkpoints, long Autovacuums, int Gen2);
 
-    private static async Task<long> CheckpointsAsync(NpgsqlDataSource dataSource)
+    /// <summary>
+    /// Checkpoints begun so far, and autovacuum or autoanalyze runs of <c>runtimes</c> so far: work that competes with
+    /// a flush for the same cores.
+    /// </summary>
+    private static async Task<(long Checkpoints, long Autovacuums)> BackgroundWorkAsync(NpgsqlDataSource dataSource)
     {
-        await using var command = dataSource.CreateCommand("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter");
-        return (long)(await command.ExecuteScalarAsync())!;
-    }
-
-    /// <summary>Autovacuum runs on <c>runtimes</c> so far (they compete with a flush for the same cores).</summary>
-    private static async Task<long> AutovacuumsAsync(NpgsqlDataSource dataSource)
-    {
-        await using var command = dataSource.CreateCommand(
-            "SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0)::bigint FROM pg_stat_user_tables WHERE relname = 'runtimes'");
-        return (long)(await command.ExecuteScalarAsync())!;
+        await using var command = dataSource.CreateCommand("""
+            SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter),
+                   (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0)::bigint FROM pg_stat_user_tables WHERE relname = 'runtimes')
+            """);
+        await using var reader = await command.ExecuteReaderAsync();
+        await reader.ReadAsync();
+        return (reader.GetInt64(0), reader.GetInt64(1));
     }
 
     /// <summary>Latencies (ms, sorted) of one run of beats.</summary>

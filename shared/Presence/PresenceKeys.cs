@@ -29,6 +29,21 @@ internal static class PresenceKeys
 
     /// <summary>KEYS of release_stale.lua.</summary>
     public static readonly RedisKey[] All = [Online, Beats, Flushing];
+
+    /// <summary>
+    /// Each member's latest buffered beat (ms, Redis time), live or frozen by a flush that has not written it yet;
+    /// null when none waits. One transaction: a flush taking the live set between two separate reads could hide a
+    /// beat from both.
+    /// </summary>
+    public static async Task<double?[]> BufferedBeatsAsync(IDatabase db, RedisValue[] members)
+    {
+        var both = db.CreateTransaction();
+        var live = both.SortedSetScoresAsync(Beats, members);
+        var frozen = both.SortedSetScoresAsync(Flushing, members);
+        await both.ExecuteAsync();
+        var (liveScores, frozenScores) = (await live, await frozen);
+        return [.. liveScores.Zip(frozenScores, (a, b) => a is null ? b : b is null ? a : Math.Max(a.Value, b.Value))];
+    }
 }
 
 /// <summary>The presence Lua scripts, embedded from <c>Presence/Lua/*.lua</c>.</summary>

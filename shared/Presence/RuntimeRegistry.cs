@@ -200,16 +200,10 @@ public sealed class RuntimeRegistry(NpgsqlDataSource dataSource, RedisConnection
             return rows;
         }
         var db = await redis.GetDatabaseAsync();
-        RedisValue[] members = [.. rows.Select(r => (RedisValue)RuntimeCredentials.Canonical(r.Id))];
-        // One transaction: a flush taking the live set between two separate reads could hide a beat from both.
-        var both = db.CreateTransaction();
-        var live = both.SortedSetScoresAsync(PresenceKeys.Beats, members);
-        var frozen = both.SortedSetScoresAsync(PresenceKeys.Flushing, members);
-        await both.ExecuteAsync();
-        var (liveScores, frozenScores) = (await live, await frozen);
+        var beats = await PresenceKeys.BufferedBeatsAsync(db, [.. rows.Select(r => (RedisValue)RuntimeCredentials.Canonical(r.Id))]);
         for (var i = 0; i < rows.Count; i++)
         {
-            if (Max(liveScores[i], frozenScores[i]) is { } ms)
+            if (beats[i] is { } ms)
             {
                 var buffered = new DateTimeOffset(RedisTime.ToUtc((long)ms));
                 if (rows[i].LastSeenAt is not { } stored || buffered > stored)
@@ -220,6 +214,4 @@ public sealed class RuntimeRegistry(NpgsqlDataSource dataSource, RedisConnection
         }
         return rows;
     }
-
-    private static double? Max(double? a, double? b) => a is null ? b : b is null ? a : Math.Max(a.Value, b.Value);
 }

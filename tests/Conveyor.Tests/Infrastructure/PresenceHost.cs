@@ -127,12 +127,7 @@ public sealed class PresenceHost : IAsyncDisposable
     public Task<string> StatusAsync(Guid id) => Database.ScalarAsync<string>("SELECT status FROM runtimes WHERE id = $1", id);
 
     /// <summary>The runtime's latest buffered beat: in the live set, or frozen by a flush that has not written it yet.</summary>
-    public async Task<double?> BufferedAsync(Guid id)
-    {
-        var live = await Db.SortedSetScoreAsync(PresenceKeys.Beats, id.ToString());
-        var frozen = await Db.SortedSetScoreAsync(PresenceKeys.Flushing, id.ToString());
-        return live is null ? frozen : frozen is null ? live : Math.Max(live.Value, frozen.Value);
-    }
+    public async Task<double?> BufferedAsync(Guid id) => (await PresenceKeys.BufferedBeatsAsync(Db, [id.ToString()]))[0];
 
     /// <summary>Runtimes with a buffered beat, live or frozen.</summary>
     public async Task<int> BufferedCountAsync()
