@@ -17,6 +17,17 @@ conveyor_fail() {
 
 conveyor_say() { printf '%s: %s\n' "$conveyor_hook" "$*"; }
 
+# The common start of the database hooks: CONVEYOR_SKIP_DATABASE_HOOKS, the inputs, the connection settings.
+# conveyor_start "<what skipping leaves undone>"
+conveyor_start() {
+  if [ "${CONVEYOR_SKIP_DATABASE_HOOKS:-}" = "1" ]; then
+    conveyor_say "CONVEYOR_SKIP_DATABASE_HOOKS=1: $1."
+    exit 0
+  fi
+  conveyor_load_env
+  conveyor_connect_setup
+}
+
 # Loads the azd environment when the hook runs outside azd (by hand), unless the values are already there.
 conveyor_load_env() {
   if [ -z "${AZURE_POSTGRES_FQDN:-}" ] && command -v azd >/dev/null 2>&1; then
@@ -90,9 +101,9 @@ conveyor_psql() {
     --set db="$conveyor_db" --set owner="$conveyor_owner" "$@"
 }
 
-# Makes the administrator a member of the owner role (so it may act as it), then checks, acting as the owner,
-# that the migrations may create objects in schema public. Fails with what to do otherwise.
-conveyor_check_owner_membership() {
+# Makes the administrator a member of the owner role, so it may act as it (SET ROLE). Fails with the statement
+# another member must run when the administrator may not add itself (PostgreSQL 16+: CREATEROLE is not enough).
+conveyor_join_owner_role() {
   conveyor_psql postgres <<'SQL'
 SET conveyor.owner = :'owner';
 DO $$
@@ -114,6 +125,11 @@ BEGIN
 END
 $$;
 SQL
+}
+
+# Acting as the owner role, checks has_schema_privilege('public', 'CREATE'): without it the first migration fails
+# with "permission denied for schema public".
+conveyor_check_owner_may_create() {
   conveyor_psql "$conveyor_db" <<'SQL'
 SET conveyor.owner = :'owner';
 DO $$
@@ -122,9 +138,9 @@ DECLARE
 BEGIN
   EXECUTE format('SET LOCAL ROLE %I', owner);
   IF NOT has_schema_privilege('public', 'CREATE') THEN
-    RAISE EXCEPTION 'conveyor: role "%" may not create objects in schema public of database "%" (schema owner: %): migrations would fail with "permission denied for schema public"',
+    RAISE EXCEPTION 'conveyor: acting as "%", has_schema_privilege(''public'', ''CREATE'') is false in database "%" (schema owner: %): migrations would fail with "permission denied for schema public"',
       owner, current_database(), (SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public')
-      USING HINT = 'Run infra/hooks/postprovision.sh again: it grants CREATE on public to that role.';
+      USING HINT = 'Run infra/hooks/postprovision.sh again: it grants CREATE on public to that role where it may.';
   END IF;
 END
 $$;

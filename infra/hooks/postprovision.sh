@@ -21,26 +21,17 @@ conveyor_hook=postprovision
 conveyor_root="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$conveyor_root/infra/hooks/lib.sh"
 
-if [ "${CONVEYOR_SKIP_DATABASE_HOOKS:-}" = "1" ]; then
-  conveyor_say "CONVEYOR_SKIP_DATABASE_HOOKS=1: database not prepared."
-  exit 0
-fi
-conveyor_load_env
+conveyor_start "database not prepared"
 : "${AZURE_IDENTITY_PRINCIPAL_ID:?not set: run azd provision first}"
-conveyor_connect_setup
 
 conveyor_say "preparing database $conveyor_db on $PGHOST as $conveyor_admin (owner role $conveyor_owner, app role $AZURE_IDENTITY_NAME)"
-conveyor_psql postgres --set app_role="$AZURE_IDENTITY_NAME" --set app_oid="$AZURE_IDENTITY_PRINCIPAL_ID" <<'SQL'
+conveyor_psql postgres <<'SQL'
 SET conveyor.db = :'db';
 SET conveyor.owner = :'owner';
-SET conveyor.app_role = :'app_role';
-SET conveyor.app_oid = :'app_oid';
 DO $$
 DECLARE
   db text := current_setting('conveyor.db');
   owner text := current_setting('conveyor.owner');
-  app_role text := current_setting('conveyor.app_role');
-  app_oid text := current_setting('conveyor.app_oid');
   db_owner text := (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = db);
 BEGIN
   -- A database nobody here may take over (e.g. one an older template created, owned by azuresu) is a dead end:
@@ -52,14 +43,18 @@ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = owner) THEN
     EXECUTE format('CREATE ROLE %I NOLOGIN', owner);
   END IF;
-  IF NOT pg_has_role(owner, 'MEMBER') THEN
-    BEGIN
-      EXECUTE format('GRANT %I TO CURRENT_USER', owner);
-    EXCEPTION WHEN insufficient_privilege THEN
-      RAISE EXCEPTION 'conveyor: % is not a member of role "%", which owns the Conveyor database and its tables, and may not make itself one', current_user, owner
-        USING HINT = format('An administrator who is a member (the one who deployed first) runs, connected to database postgres: GRANT %I TO %I;', owner, current_user);
-    END;
-  END IF;
+END
+$$;
+SQL
+conveyor_join_owner_role
+conveyor_psql postgres --set app_role="$AZURE_IDENTITY_NAME" --set app_oid="$AZURE_IDENTITY_PRINCIPAL_ID" <<'SQL'
+SET conveyor.app_role = :'app_role';
+SET conveyor.app_oid = :'app_oid';
+DO $$
+DECLARE
+  app_role text := current_setting('conveyor.app_role');
+  app_oid text := current_setting('conveyor.app_oid');
+BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = app_role) THEN
     -- Azure's function: a LOGIN role that signs in with Entra tokens of this object id; not an administrator.
     PERFORM pgaadauth_create_principal_with_oid(app_role, app_oid, 'service', false, false);
@@ -101,9 +96,6 @@ BEGIN
   -- Everything else as the owner role, which owns the database and the tables: rights on Conveyor's tables and
   -- sequences only, now and for whatever later migrations create.
   EXECUTE format('SET LOCAL ROLE %I', owner);
-  IF NOT has_schema_privilege('public', 'CREATE') THEN
-    RAISE EXCEPTION 'conveyor: acting as "%", has_schema_privilege(''public'', ''CREATE'') is false in database "%": migrations would fail with "permission denied for schema public"', owner, current_database();
-  END IF;
   EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), app_role);
   EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %I', app_role);
   EXECUTE format('GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO %I', app_role);
@@ -112,4 +104,5 @@ BEGIN
 END
 $$;
 SQL
+conveyor_check_owner_may_create
 conveyor_say "database $conveyor_db ready; migrations run in predeploy.sh (azd deploy)"

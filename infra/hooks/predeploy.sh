@@ -11,17 +11,13 @@ conveyor_hook=predeploy
 conveyor_root="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$conveyor_root/infra/hooks/lib.sh"
 
-if [ "${CONVEYOR_SKIP_DATABASE_HOOKS:-}" = "1" ]; then
-  conveyor_say "CONVEYOR_SKIP_DATABASE_HOOKS=1: migrations not applied."
-  exit 0
-fi
-conveyor_load_env
-conveyor_connect_setup
+conveyor_start "migrations not applied"
 
 exists="$(echo "SELECT count(*) FROM pg_database WHERE datname = :'db';" | conveyor_psql postgres --tuples-only --no-align)"
 if [ "$exists" != 1 ]; then
   conveyor_fail "database $conveyor_db does not exist on $PGHOST." "Run infra/hooks/postprovision.sh (azd provision) first."
 fi
-conveyor_check_owner_membership
+conveyor_join_owner_role
+conveyor_check_owner_may_create
 conveyor_say "applying migrations to $PGHOST/$conveyor_db as $conveyor_admin (acting as $conveyor_owner)"
 conveyor_migrate

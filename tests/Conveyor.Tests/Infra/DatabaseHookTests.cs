@@ -147,6 +147,24 @@ public sealed class DatabaseHookTests(AzurePostgresStandIn postgres) : IClassFix
     }
 
     [Fact]
+    public async Task A_database_the_administrator_created_by_hand_is_handed_to_the_owner_role()
+    {
+        var database = postgres.NewDatabase();
+        var admin = await postgres.CreateAdministratorAsync(postgres.NewRole("admin_"));
+        await using (var asAdmin = postgres.As(admin, "postgres"))
+        {
+            await using var create = asAdmin.CreateCommand($"CREATE DATABASE {database}");
+            await create.ExecuteNonQueryAsync();
+        }
+
+        using var hooks = postgres.Hooks(admin, database, postgres.NewRole("id-conveyor-"));
+        var result = await hooks.RunAsync("postprovision.sh");
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Equal(database + "_owner", await postgres.ScalarAsync<string>("postgres", "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1", database));
+    }
+
+    [Fact]
     public async Task A_second_administrator_is_told_how_to_join_the_owner_role_and_then_migrates()
     {
         var database = postgres.NewDatabase();

@@ -211,7 +211,7 @@ public sealed partial class InfraTemplateTests(CompiledTemplate template) : ICla
         Assert.All(SettingsTheAppReads, name => Assert.False(string.IsNullOrWhiteSpace(settings[name]), $"{name} is empty"));
         Assert.Equal("true", settings["Conveyor__Redis__UseEntraId"]);
         Assert.Equal("true", settings["Conveyor__Postgres__UseEntraId"]);
-        // Migrations run in the post-provision hook as the administrator, not as the app's identity.
+        // Migrations run in the pre-deploy hook as the administrator, not as the app's identity.
         Assert.Equal("false", settings["Conveyor__Postgres__MigrateOnStart"]);
         Assert.Equal("managedidentity", settings["AzureWebJobsStorage__credential"]);
     }
