@@ -33,7 +33,7 @@ public static class SelfHost
         return app;
     }
 
-    /// <summary>Applies pending PostgreSQL migrations and exits (azd's post-provision hook, <c>./dev up</c>).</summary>
+    /// <summary>Applies pending PostgreSQL migrations and exits (azd's pre-deploy hook, <c>./dev up</c>).</summary>
     public static async Task<int> MigrateAsync(WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
