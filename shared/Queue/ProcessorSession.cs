@@ -490,7 +490,12 @@ internal sealed class ProcessorSession
             }
             catch (Exception ex) when (Transient.Is(ex))
             {
-                // Each script is fenced and idempotent for a held claim, so sending a batch twice is safe.
+                // Each script is fenced and idempotent for a held claim, so sending a batch twice is safe. What was
+                // not answered may have been recorded all the same: a refusal on the next try does not mean lost.
+                foreach (var completion in batch)
+                {
+                    completion.Unanswered = !completion.Sent;
+                }
                 _logger.LogWarning(ex, "Consumer {Consumer}: could not record {Count} finished jobs; retrying", ConsumerId, batch.Count(c => !c.Sent));
                 if (!await DelayUnlessGivenUpAsync(failures, "record finished jobs"))
                 {
@@ -538,12 +543,18 @@ internal sealed class ProcessorSession
             {
                 done++;
             }
+            else if (items[i].Unanswered)
+            {
+                // Most likely recorded by the try whose reply was lost (the claim would otherwise still be held).
+                done++;
+                _logger.LogDebug("Consumer {Consumer}: job {Job}'s {Kind} was refused on a second try: the first, unanswered, recorded it", ConsumerId, items[i].Job.Id, kind);
+            }
             else
             {
                 Interlocked.Increment(ref _lost);
                 ConveyorTelemetry.LostClaims.Add(1, _queueTag);
                 _logger.LogWarning(
-                    "Consumer {Consumer}: job {Job} was no longer held by this consumer when its {Kind} arrived (recovered, or recorded by a try whose reply was lost); the {Kind} changed nothing",
+                    "Consumer {Consumer}: job {Job} was recovered from this consumer before its {Kind} arrived; the {Kind} changed nothing",
                     ConsumerId, items[i].Job.Id, kind, kind);
             }
         }
@@ -699,6 +710,9 @@ internal sealed class ProcessorSession
 
         /// <summary>Set once a script answered for it, so a retried flush does not send it again.</summary>
         public bool Sent { get; set; }
+
+        /// <summary>Set when a try that included it failed without an answer: it may have been recorded.</summary>
+        public bool Unanswered { get; set; }
 
         public static Completion Ack(ClaimedJob job) => new(job, CompletionKind.Ack, 0, 0, 0, "");
         public static Completion Retry(ClaimedJob job, int attempt, int maxAttempts, long delayMs, string error) =>
