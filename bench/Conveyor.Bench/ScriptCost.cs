@@ -57,9 +57,10 @@ internal static class ScriptCost
 
             await LuaScripts.RequeueDead.RunAsync(db, [keys.Dead, keys.Jobs, keys.State, keys.Payloads, keys.Ready], [keys.Signal.ToString(), batch]);
             await HoldAsync(db, keys, consumer, batch);
-            await db.SortedSetAddAsync(keys.Consumers, consumer, 1); // its heartbeat stopped long ago
+            await db.SortedSetAddAsync(keys.Consumers, consumer, 1); // its heartbeat stopped long ago,
+            await db.StringSetAsync(keys.Watch, "1|1"); // and a custodian has watched ever since
             ms["recover"] = await TimeAsync(server, LuaScripts.Recover, () => LuaScripts.Recover.RunAsync(
-                db, [keys.Consumers, keys.Inflight(consumer), keys.Ready, keys.Jobs, keys.State, keys.Payloads, keys.Dead],
+                db, [keys.Consumers, keys.Inflight(consumer), keys.Ready, keys.Jobs, keys.State, keys.Payloads, keys.Dead, keys.Watch],
                 [keys.Signal.ToString(), consumer, 30_000, batch]));
 
             await LuaScripts.Beat.RunAsync(db, [keys.Consumers], [consumer, 1]);
@@ -70,7 +71,7 @@ internal static class ScriptCost
         finally
         {
             await server.ExecuteAsync("CONFIG", "SET", "slowlog-log-slower-than", slowlog);
-            await db.KeyDeleteAsync([keys.Jobs, keys.State, keys.Payloads, keys.Ready, keys.Scheduled, keys.Dead, keys.Consumers, keys.Seq, keys.Registered, keys.Idle, keys.Inflight("bench-consumer")]);
+            await db.KeyDeleteAsync([keys.Jobs, keys.State, keys.Payloads, keys.Ready, keys.Scheduled, keys.Dead, keys.Consumers, keys.Seq, keys.Registered, keys.Idle, keys.Watch, keys.Inflight("bench-consumer")]);
             await db.SetRemoveAsync(QueueKeys.Queues, queue);
         }
         return new Dictionary<string, object>

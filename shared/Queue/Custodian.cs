@@ -16,12 +16,14 @@ public sealed record CustodianResult(int DeadConsumers, long Requeued, long Kill
 }
 
 /// <summary>
-/// Gives the claims of consumers that stopped heartbeating back to their queue (counting the attempt),
+/// Gives the claims of consumers that stopped heartbeating back to their queue (counting the attempt; only once it has
+/// watched the queue without a gap for the consumer timeout, so a Redis stall does not pass for dead consumers),
 /// removes those consumers, keeps each dead set within its count and age limits, and drops from the registry
 /// the queues that stayed empty for <see cref="CustodianOptions.EmptyQueueRetention"/>. A queue whose
 /// maintenance fails is logged and counted; the pass goes on with the others.
 /// </summary>
-public sealed class Custodian(RedisConnection redis, IOptions<CustodianOptions> options, ILogger<Custodian> logger)
+public sealed class Custodian(
+    RedisConnection redis, IOptions<CustodianOptions> options, IOptions<ProcessorOptions> processorOptions, ILogger<Custodian> logger)
 {
     /// <summary>One pass over every registered queue.</summary>
     public async Task<CustodianResult> RunOnceAsync(CancellationToken cancellationToken)
@@ -76,10 +78,13 @@ public sealed class Custodian(RedisConnection redis, IOptions<CustodianOptions> 
     {
         var settings = options.Value;
         var timeoutMs = (long)settings.ConsumerTimeout.TotalMilliseconds;
-        // The cutoff only picks candidates; the recover script re-checks each on Redis time.
-        var now = await RedisTime.NowMsAsync(db);
-        var expired = await db.SortedSetRangeByScoreAsync(keys.Consumers, double.NegativeInfinity, now - timeoutMs, Exclude.Stop);
-        foreach (var consumer in expired)
+        // A visit later than this after the previous one means nobody watched in between (Redis stalled, or no custodian
+        // ran): consumers may have been unable to beat, so each gets a full timeout from now. A consumer silent for longer
+        // than this may already have missed its timeout; the start-up check keeps the custodian's schedule within it.
+        var gapMs = timeoutMs - (long)processorOptions.Value.HeartbeatInterval.TotalMilliseconds;
+        // The candidates only; the recover script re-checks each on Redis time.
+        var watched = (RedisResult[])(await LuaScripts.Watch.RunAsync(db, [keys.Consumers, keys.Watch], [timeoutMs, gapMs]))!;
+        foreach (var consumer in watched.Skip(1).Select(r => (RedisValue)r))
         {
             var counted = false;
             while (true)
@@ -87,7 +92,7 @@ public sealed class Custodian(RedisConnection redis, IOptions<CustodianOptions> 
                 cancellationToken.ThrowIfCancellationRequested();
                 var reply = (RedisResult[])(await LuaScripts.Recover.RunAsync(
                     db,
-                    [keys.Consumers, keys.Inflight(consumer!), keys.Ready, keys.Jobs, keys.State, keys.Payloads, keys.Dead],
+                    [keys.Consumers, keys.Inflight(consumer!), keys.Ready, keys.Jobs, keys.State, keys.Payloads, keys.Dead, keys.Watch],
                     [keys.Signal.ToString(), consumer, timeoutMs, settings.BatchSize]))!;
                 if ((long)reply[0] < 0)
                 {
@@ -149,7 +154,7 @@ public sealed class Custodian(RedisConnection redis, IOptions<CustodianOptions> 
     private async Task<bool> IdleAsync(IDatabase db, QueueKeys keys, string mode) =>
         (long)await LuaScripts.IdleQueue.RunAsync(
             db,
-            [keys.Jobs, keys.Ready, keys.Scheduled, keys.Dead, keys.Consumers, keys.Idle, keys.Registered, keys.Seq],
+            [keys.Jobs, keys.Ready, keys.Scheduled, keys.Dead, keys.Consumers, keys.Idle, keys.Registered, keys.Seq, keys.Watch],
             [(long)options.Value.EmptyQueueRetention.TotalMilliseconds, mode]) == 1;
 
     private sealed class Pass

@@ -33,6 +33,7 @@ internal sealed class QueueKeys
         Payloads = prefix + "payloads";
         Registered = prefix + "registered";
         Idle = prefix + "idle";
+        Watch = prefix + "watch";
         Ready = prefix + "ready";
         Scheduled = prefix + "scheduled";
         Consumers = prefix + "consumers";
@@ -58,6 +59,9 @@ internal sealed class QueueKeys
 
     /// <summary>Since when (ms, Redis time) the custodian has seen the queue empty.</summary>
     public RedisKey Idle { get; }
+
+    /// <summary>The custodian's last visit and since when it has watched without a gap: <c>last|since</c> (ms, Redis time).</summary>
+    public RedisKey Watch { get; }
 
     public RedisKey Ready { get; }
     public RedisKey Scheduled { get; }

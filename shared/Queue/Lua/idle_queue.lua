@@ -9,8 +9,9 @@
 -- KEYS[6]: conveyor:{q}:idle        string, since when (ms) the queue has been seen empty
 -- KEYS[7]: conveyor:{q}:registered  string, present while the queue is listed; enqueue needs it
 -- KEYS[8]: conveyor:{q}:seq         string, claim token counter
+-- KEYS[9]: conveyor:{q}:watch       string, the custodian's visits (watch.lua)
 -- ARGV[1]: how long (ms) the queue must have been empty
--- ARGV[2]: "observe" (only report) or "drop" (delete idle, registered and seq when still idle)
+-- ARGV[2]: "observe" (only report) or "drop" (delete idle, registered, seq and watch when still idle)
 -- Returns: 1 = empty for at least ARGV[1] (and, for "drop", forgotten), 0 = not (nothing deleted)
 local empty = redis.call('HLEN', KEYS[1]) == 0 and redis.call('LLEN', KEYS[2]) == 0
   and redis.call('ZCARD', KEYS[3]) == 0 and redis.call('ZCARD', KEYS[4]) == 0
@@ -29,6 +30,6 @@ if now - since < tonumber(ARGV[1]) then
   return 0
 end
 if ARGV[2] == 'drop' then
-  redis.call('DEL', KEYS[6], KEYS[7], KEYS[8])
+  redis.call('DEL', KEYS[6], KEYS[7], KEYS[8], KEYS[9])
 end
 return 1

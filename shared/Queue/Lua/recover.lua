@@ -7,19 +7,22 @@
 -- KEYS[5]: conveyor:{q}:state           hash  id -> "attempt|maxAttempts|dueAt|lastError"
 -- KEYS[6]: conveyor:{q}:payloads        hash  id -> payload
 -- KEYS[7]: conveyor:{q}:dead            zset  id -> died at (ms)
+-- KEYS[8]: conveyor:{q}:watch           string "<last visit ms>|<watching since ms>" (watch.lua)
 -- ARGV[1]: wake-up channel
 -- ARGV[2]: consumer id
--- ARGV[3]: consumer timeout (ms): the consumer is dead when its heartbeat is older than this
+-- ARGV[3]: consumer timeout (ms): the consumer is dead when its heartbeat, and the time the custodian started
+--          watching without a gap, are both older than this
 -- ARGV[4]: how many claims to handle at most
 -- Returns: { requeued, killed, claims left } or { -1 } when the consumer is alive (nothing changed)
 local now = now_ms()
-local beat = redis.call('ZSCORE', KEYS[1], ARGV[2])
-if beat and tonumber(beat) > now - tonumber(ARGV[3]) then
+local beat = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[2]))
+local since = tonumber(string.match(redis.call('GET', KEYS[8]) or '', '|(%d+)$')) or now
+if beat and beat ~= 0 and math.max(beat, since) > now - tonumber(ARGV[3]) then
   return { -1 }
 end
 -- Dead for good from here: score 0 refuses its next beat and claim, so a consumer that was only slow
 -- learns it lost its claims and ends its session, even while recovery takes several calls.
-if beat and tonumber(beat) ~= 0 then
+if beat and beat ~= 0 then
   redis.call('ZADD', KEYS[1], 'XX', 0, ARGV[2])
 end
 local ids = redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[4]) - 1)

@@ -40,12 +40,23 @@ internal sealed class FakeConsumer(IDatabase db, string queue)
     public async Task<IReadOnlyList<(string Id, long Token)>> ClaimAsync(int count, int maxBytes = int.MaxValue) =>
         await TryClaimAsync(count, maxBytes) ?? throw new InvalidOperationException($"consumer {Id} may not claim (not registered, or taken for dead)");
 
-    /// <summary>Makes the last heartbeat look <paramref name="age"/> old, as if the process died then.</summary>
+    /// <summary>
+    /// Makes the last heartbeat look <paramref name="age"/> old, as if the process died then, with the custodian watching
+    /// the queue without a gap all along (else it would give the consumer a fresh timeout first).
+    /// </summary>
     public async Task BackdateHeartbeatAsync(TimeSpan age)
     {
         var reply = (RedisResult[])(await db.ExecuteAsync("TIME"))!;
         var now = (long)reply[0] * 1000 + (long)reply[1] / 1000;
-        await db.SortedSetAddAsync(_keys.Consumers, Id, now - (long)age.TotalMilliseconds);
+        var then = now - (long)age.TotalMilliseconds;
+        await db.SortedSetAddAsync(_keys.Consumers, Id, then);
+        await db.StringSetAsync(_keys.Watch, $"{now}|{Math.Min(then, await WatchingSinceAsync(now))}");
+    }
+
+    private async Task<long> WatchingSinceAsync(long now)
+    {
+        var watch = (string?)await db.StringGetAsync(_keys.Watch);
+        return watch is null ? now : long.Parse(watch[(watch.IndexOf('|', StringComparison.Ordinal) + 1)..], System.Globalization.CultureInfo.InvariantCulture);
     }
 
     public async Task<long[]> AckAsync(params (string Id, long Token)[] claims)

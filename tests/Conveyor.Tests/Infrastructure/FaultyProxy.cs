@@ -6,7 +6,8 @@ namespace Conveyor.Tests.Infrastructure;
 /// <summary>
 /// A TCP proxy on a free loopback port in front of a real server, for faults a server cannot make by itself:
 /// <see cref="HoldReplies"/> lets requests through but keeps the answers (a call that runs on the server and times out
-/// on the client), <see cref="Release"/> delivers what was kept, <see cref="Cut"/> drops every connection at once.
+/// on the client), <see cref="Hold"/> keeps both directions (this client alone is cut off, the server runs on),
+/// <see cref="Release"/> delivers what was kept, <see cref="Cut"/> drops every connection at once.
 /// </summary>
 public sealed class FaultyProxy : IAsyncDisposable
 {
@@ -16,6 +17,7 @@ public sealed class FaultyProxy : IAsyncDisposable
     private readonly List<TcpClient> _connections = [];
     private readonly Task _accepting;
     private TaskCompletionSource _repliesFlow = NewOpenGate();
+    private TaskCompletionSource _requestsFlow = NewOpenGate();
 
     private FaultyProxy(IPEndPoint target)
     {
@@ -46,11 +48,25 @@ public sealed class FaultyProxy : IAsyncDisposable
         }
     }
 
-    /// <summary>Delivers the replies held so far, and lets later ones through.</summary>
+    /// <summary>From now on, nothing passes in either direction: bytes wait here.</summary>
+    public void Hold()
+    {
+        HoldReplies();
+        lock (_connections)
+        {
+            if (_requestsFlow.Task.IsCompleted)
+            {
+                _requestsFlow = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+        }
+    }
+
+    /// <summary>Delivers what was held so far, in both directions, and lets later bytes through.</summary>
     public void Release()
     {
         lock (_connections)
         {
+            _requestsFlow.TrySetResult();
             _repliesFlow.TrySetResult();
         }
     }
@@ -135,15 +151,12 @@ public sealed class FaultyProxy : IAsyncDisposable
                 {
                     break;
                 }
-                if (replies)
+                Task gate;
+                lock (_connections)
                 {
-                    Task gate;
-                    lock (_connections)
-                    {
-                        gate = _repliesFlow.Task;
-                    }
-                    await gate.WaitAsync(_stop.Token);
+                    gate = replies ? _repliesFlow.Task : _requestsFlow.Task;
                 }
+                await gate.WaitAsync(_stop.Token);
                 await sink.WriteAsync(buffer.AsMemory(0, read), _stop.Token);
             }
         }

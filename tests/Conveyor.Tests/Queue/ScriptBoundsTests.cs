@@ -60,7 +60,7 @@ public sealed class ScriptBoundsTests
         await crashed.BackdateHeartbeatAsync(TimeSpan.FromMinutes(5));
 
         var reply = (RedisResult[])(await LuaScripts.Recover.RunAsync(
-            host.Db, [keys.Consumers, keys.Inflight(crashed.Id), keys.Ready, keys.Jobs, keys.State, keys.Payloads, keys.Dead],
+            host.Db, [keys.Consumers, keys.Inflight(crashed.Id), keys.Ready, keys.Jobs, keys.State, keys.Payloads, keys.Dead, keys.Watch],
             [keys.Signal.ToString(), crashed.Id, 30_000, Many]))!;
 
         Assert.Equal([Many, 0, 0], reply.Select(r => (long)r));

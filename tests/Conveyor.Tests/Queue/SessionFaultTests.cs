@@ -19,6 +19,7 @@ public sealed class SessionFaultTests
         {
             ["Conveyor:Processor:HeartbeatInterval"] = "00:00:00.2",
             ["Conveyor:Custodian:ConsumerTimeout"] = "00:00:03",
+            [Conveyor.Hosting.Schedules.Custodian] = "* * * * * *", // a visit every second: within 3 s − 200 ms
             ["Conveyor:Processor:Concurrency"] = "4",
             ["Conveyor:Processor:Prefetch"] = "4",
         };
@@ -46,12 +47,12 @@ public sealed class SessionFaultTests
 
         await PauseAsync(admin, TimeSpan.FromMilliseconds(1500));
         await Wait.UntilAsync(() => host.Logs.Entries.Any(e => e.Message.Contains("heartbeat failed", StringComparison.Ordinal)), "a heartbeat times out");
-        var afterStall = await ServerNowAsync(host.Db);
+        var afterStall = await ServerNowAsync(admin.GetDatabase()); // answered once the pause ends
         // Beats go on after the stall: the consumer's score passes the time the stall ended.
-        await Wait.UntilAsync(async () => await host.Db.SortedSetScoreAsync($"conveyor:{{{queue}}}:consumers", consumer) > afterStall, "a heartbeat lands after the stall");
+        await Wait.UntilAsync(async () => await admin.GetDatabase().SortedSetScoreAsync($"conveyor:{{{queue}}}:consumers", consumer) > afterStall, "a heartbeat lands after the stall");
         // Past the consumer timeout, the custodian still finds a live consumer: nothing is recovered behind its handlers.
-        var timedOut = await ServerNowAsync(host.Db) + 3500;
-        await Wait.UntilAsync(async () => await ServerNowAsync(host.Db) > timedOut, "the consumer timeout passes", seconds: 30);
+        var timedOut = afterStall + 3500;
+        await Wait.UntilAsync(async () => await ServerNowAsync(admin.GetDatabase()) > timedOut, "the consumer timeout passes", seconds: 30);
         Assert.Equal(0, (await host.Custodian.RunOnceAsync(CancellationToken.None)).DeadConsumers);
 
         release.SetResult();
@@ -61,6 +62,65 @@ public sealed class SessionFaultTests
         Assert.Equal(20, result.Acked);
         Assert.Equal(SessionEnd.Stopped, result.End);
         Assert.True(result.Deregistered);
+    }
+
+    [Fact]
+    public async Task After_a_gap_in_the_custodians_visits_every_consumer_gets_a_full_timeout_before_it_is_taken_for_dead()
+    {
+        // A Redis stall stops beats and custodian visits alike. Here the processor's connection is cut off (a proxy holds
+        // its bytes) while the custodian, on its own connection, does not visit: when it comes back, the consumer's
+        // heartbeat is older than the timeout, but so is the custodian's last visit, so it may not take it for dead.
+        using var redis = await TestRedis.StartDedicatedAsync();
+        await using var proxy = FaultyProxy.To(redis.Endpoint);
+        await using var host = await EngineHost.StartOnAsync(proxy.Endpoint, FastSettings());
+        await using var custodian = await EngineHost.StartOnAsync(redis.Endpoint, FastSettings(), timeoutMs: 5000);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        host.Probe.Behavior = (_, _) => release.Task;
+        var queue = TestRedis.UniqueQueue();
+        var ids = (await host.Producer.EnqueueBatchAsync(queue, [.. Enumerable.Range(0, 4).Select(i => new JobRequest("probe", $"{i}"))]))
+            .Select(r => r.Id).ToList();
+        await using var session = RunningSession.Start(host, queue);
+        await Wait.UntilAsync(() => host.Probe.Running == 4, "four handlers run");
+        Assert.Equal(0, (await custodian.Custodian.RunOnceAsync(CancellationToken.None)).DeadConsumers);
+
+        proxy.Hold();
+        var stalled = await ServerNowAsync(custodian.Db);
+        await Wait.UntilAsync(async () => await ServerNowAsync(custodian.Db) > stalled + 4000, "4 s pass without beats or visits");
+        Assert.Equal(0, (await custodian.Custodian.RunOnceAsync(CancellationToken.None)).DeadConsumers);
+        proxy.Release();
+        var back = await ServerNowAsync(custodian.Db);
+        await Wait.UntilAsync(async () =>
+        {
+            Assert.Equal(0, (await custodian.Custodian.RunOnceAsync(CancellationToken.None)).DeadConsumers);
+            return await ServerNowAsync(custodian.Db) > back + 4000;
+        }, "the custodian watches for longer than the timeout again");
+
+        release.SetResult();
+        await Wait.UntilAsync(async () => (await host.Admin.GetStatsAsync(queue)) is { Ready: 0, Running: 0 }, "the queue drains");
+        var result = await session.StopAsync();
+        Assert.Equal(ids.Order(), host.Probe.Runs.Select(r => r.Id).Order()); // each exactly once
+        Assert.Equal(4, result.Acked);
+    }
+
+    [Fact]
+    public async Task A_consumer_silent_for_the_timeout_while_the_custodian_watches_is_taken_for_dead()
+    {
+        using var redis = await TestRedis.StartDedicatedAsync();
+        await using var proxy = FaultyProxy.To(redis.Endpoint);
+        await using var host = await EngineHost.StartOnAsync(proxy.Endpoint, FastSettings());
+        await using var custodian = await EngineHost.StartOnAsync(redis.Endpoint, FastSettings(), timeoutMs: 5000);
+        host.Probe.Behavior = (_, ct) => Task.Delay(Timeout.Infinite, ct);
+        var queue = TestRedis.UniqueQueue();
+        await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "0"));
+        var session = RunningSession.Start(host, queue);
+        await Wait.UntilAsync(() => host.Probe.Running == 1, "the handler runs");
+
+        proxy.Hold(); // this processor alone is cut off; the custodian keeps watching
+        await Wait.UntilAsync(async () => (await custodian.Custodian.RunOnceAsync(CancellationToken.None)).DeadConsumers == 1, "the custodian takes it for dead");
+        Assert.Equal(1, await custodian.Db.ListLengthAsync($"conveyor:{{{queue}}}:ready"));
+        proxy.Release();
+        // It had stopped claiming by itself at half the timeout, before the custodian took it for dead.
+        Assert.Equal(SessionEnd.HeartbeatLost, (await session.Task.WaitAsync(TimeSpan.FromSeconds(30))).End);
     }
 
     [Fact]
@@ -156,7 +216,7 @@ public sealed class SessionFaultTests
         var consumer = (await host.Db.SortedSetRangeByRankAsync($"conveyor:{{{queue}}}:consumers")).Single();
         var keys = new QueueKeys(queue);
         var reply = (RedisResult[])(await LuaScripts.Recover.RunAsync(
-            host.Db, [keys.Consumers, keys.Inflight(consumer!), keys.Ready, keys.Jobs, keys.State, keys.Payloads, keys.Dead],
+            host.Db, [keys.Consumers, keys.Inflight(consumer!), keys.Ready, keys.Jobs, keys.State, keys.Payloads, keys.Dead, keys.Watch],
             [keys.Signal.ToString(), consumer, -60_000, 5]))!;
         Assert.Equal(7, (long)reply[2]); // 5 of 12 recovered so far
         await Wait.UntilAsync(() => host.Logs.Entries.Any(e => e.Message.Contains("was taken for dead", StringComparison.Ordinal)), "its next beat finds it taken for dead");
