@@ -18,8 +18,10 @@ public static class JobsApi
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
         api.MapGet("", ListQueuesAsync).WithName("ListQueues");
         api.MapGet("/{queue}", GetQueueAsync).WithName("GetQueue");
-        api.MapPost("/{queue}/jobs", EnqueueAsync).WithName("EnqueueJob").WithJsonBody<EnqueueJobRequest>().ProducesBodyProblems();
-        api.MapPost("/{queue}/jobs/batch", EnqueueBatchAsync).WithName("EnqueueJobs").WithJsonBody<EnqueueBatchRequest>().ProducesBodyProblems();
+        api.MapPost("/{queue}/jobs", EnqueueAsync).WithName("EnqueueJob").WithJsonBody<EnqueueJobRequest>().ProducesBodyProblems()
+            .ProducesProblem(StatusCodes.Status409Conflict);
+        api.MapPost("/{queue}/jobs/batch", EnqueueBatchAsync).WithName("EnqueueJobs").WithJsonBody<EnqueueBatchRequest>().ProducesBodyProblems()
+            .ProducesProblem(StatusCodes.Status409Conflict);
         api.MapGet("/{queue}/jobs/{id}", GetJobAsync).WithName("GetJob").ProducesProblem(StatusCodes.Status404NotFound);
         api.MapGet("/{queue}/dead", ListDeadAsync).WithName("ListDeadJobs");
         api.MapPost("/{queue}/dead/requeue", RequeueAllDeadAsync).WithName("RequeueAllDeadJobs");

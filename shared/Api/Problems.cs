@@ -18,6 +18,7 @@ public static class Problems
         public const string NotFound = "urn:conveyor:problem:not-found";
         public const string Unauthorized = "urn:conveyor:problem:unauthorized";
         public const string Unavailable = "urn:conveyor:problem:unavailable";
+        public const string QueueLimit = "urn:conveyor:problem:queue-limit";
     }
 
     public static ProblemHttpResult Validation(string field, string detail) =>
@@ -39,6 +40,9 @@ public static class Problems
     public static ProblemHttpResult Unauthorized(string detail) =>
         Create(StatusCodes.Status401Unauthorized, Types.Unauthorized, "Unauthorized", detail);
 
+    public static ProblemHttpResult QueueLimit(string detail) =>
+        Create(StatusCodes.Status409Conflict, Types.QueueLimit, "Too many queues", detail);
+
     public static ProblemHttpResult Unavailable(string detail) =>
         Create(StatusCodes.Status503ServiceUnavailable, Types.Unavailable, "A backing store is unavailable", detail);
 
@@ -48,6 +52,7 @@ public static class Problems
         problem = exception switch
         {
             ConveyorValidationException validation => Validation(validation.Field, validation.Reason),
+            ConveyorQueueLimitException limit => QueueLimit(limit.Message),
             RedisConnectionException or RedisTimeoutException => Unavailable("Redis did not answer; retry later"),
             Npgsql.NpgsqlException { IsTransient: true } => Unavailable("PostgreSQL did not answer; retry later"),
             _ => null!,
