@@ -16,34 +16,33 @@ public sealed class OverlappingFlushTests(PresenceDatabase fixture) : IClassFixt
     /// <summary>Runtimes per test: one falls silent at every turn, and no execution has more than 24 turns.</summary>
     private const int Runtimes = 25;
 
-    [Fact]
-    public async Task A_flush_that_outlives_its_frozen_set_does_not_forget_the_beats_a_later_pass_froze()
+    /// <summary>
+    /// The defect's schedules. Y writes the frozen beats and stalls before forgetting them; X writes them too,
+    /// empties the set and freezes the beats that arrived since: in its second pass, when X first found Y's set
+    /// frozen, or on its next tick, when X had frozen it. Then Y forgets what it wrote.
+    /// </summary>
+    public static TheoryData<string, int[], int[], string> NewerFreezes => new()
+    {
+        {
+            "X's second pass", [1, 1], [Y, Y, Y, X, X, X, X, X, Y],
+            "Y:Freeze Y:Read Y:Write X:Freeze X:Read X:Write X:Settle X:Freeze Y:Settle X:Read X:Write X:Settle"
+        },
+        {
+            "X's next tick", [2, 1], [X, Y, Y, Y, X, X, X, X, Y],
+            "X:Freeze Y:Freeze Y:Read Y:Write X:Read X:Write X:Settle X:Freeze Y:Settle"
+        },
+    };
+
+    [Theory]
+    [MemberData(nameof(NewerFreezes))]
+    public async Task A_flush_that_outlives_its_frozen_set_does_not_forget_the_beats_of_a_newer_freeze(string freeze, int[] runs, int[] schedule, string trace)
     {
         await using var host = await PresenceHost.StartAsync(fixture.Database);
         var runtimes = await host.OnlineRuntimesAsync(Runtimes);
 
-        // Y writes the frozen beats and stalls before forgetting them. X finds them frozen, writes them too and
-        // empties the set, then (its second pass) freezes the beats that arrived since. Then Y forgets what it wrote.
-        var turns = await ExecuteAsync(host, runtimes, runs: [1, 1], [Y, Y, Y, X, X, X, X, X, Y]);
+        var turns = await ExecuteAsync(host, runtimes, runs, schedule);
 
-        Assert.StartsWith(
-            "Y:Freeze Y:Read Y:Write X:Freeze X:Read X:Write X:Settle X:Freeze Y:Settle X:Read X:Write X:Settle",
-            Trace(turns), StringComparison.Ordinal);
-    }
-
-    [Fact]
-    public async Task A_flush_that_outlives_its_frozen_set_does_not_forget_the_beats_the_next_tick_froze()
-    {
-        await using var host = await PresenceHost.StartAsync(fixture.Database);
-        var runtimes = await host.OnlineRuntimesAsync(Runtimes);
-
-        // X freezes the beats; Y finds them frozen, writes them and stalls before forgetting them. X writes them,
-        // empties the set, and on its next tick freezes the beats that arrived since. Then Y forgets what it wrote.
-        var turns = await ExecuteAsync(host, runtimes, runs: [2, 1], [X, Y, Y, Y, X, X, X, X, Y]);
-
-        Assert.StartsWith(
-            "X:Freeze Y:Freeze Y:Read Y:Write X:Read X:Write X:Settle X:Freeze Y:Settle",
-            Trace(turns), StringComparison.Ordinal);
+        Assert.True(Trace(turns).StartsWith(trace, StringComparison.Ordinal), $"{freeze}: the schedule ran as {Trace(turns)}");
     }
 
     [Fact]
