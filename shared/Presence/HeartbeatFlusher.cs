@@ -18,7 +18,7 @@ public sealed record FlushResult(long Flushed, long Raced, int Batches)
     public static FlushResult operator +(FlushResult a, FlushResult b) => new(a.Flushed + b.Flushed, a.Raced + b.Raced, a.Batches + b.Batches);
 }
 
-/// <summary>The steps of a flush, in the order one batch goes through them.</summary>
+/// <summary>The steps of a flush, in order: a freeze, then read, write and settle for each batch.</summary>
 internal enum FlushStep
 {
     /// <summary>take.lua: freeze the buffered beats (or find a frozen set left to drain) and its generation.</summary>

@@ -11,7 +11,7 @@ namespace Conveyor.Presence;
 /// <param name="Batches">Batches of stale candidates looked at.</param>
 public sealed record SweepResult(long Swept, int Batches);
 
-/// <summary>The steps of a sweep, in the order one batch goes through them.</summary>
+/// <summary>The steps of a sweep, in the order each batch goes through them.</summary>
 internal enum SweepStep
 {
     /// <summary>Read the next batch of stale candidates from PostgreSQL.</summary>
