@@ -67,9 +67,16 @@ public sealed record HeartbeatResponse(string Outcome, bool FlippedOnline, DateT
 /// <summary>Whether the backing stores answer.</summary>
 public sealed record HealthResponse(string Status, IReadOnlyDictionary<string, string> Checks);
 
-/// <summary>Request/response JSON: web naming, strict numbers, unknown members refused.</summary>
+/// <summary>
+/// Request JSON, strict: camelCase names matched exactly (<c>Type</c> is not <c>type</c>), unknown members, duplicate
+/// properties (anywhere in the body, payloads included) and numbers sent as strings refused, and <c>null</c> refused
+/// where the model does not allow it.
+/// </summary>
 [JsonSourceGenerationOptions(
     JsonSerializerDefaults.Web,
+    PropertyNameCaseInsensitive = false,
+    AllowDuplicateProperties = false,
+    RespectNullableAnnotations = true,
     NumberHandling = JsonNumberHandling.Strict,
     UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
     DefaultIgnoreCondition = JsonIgnoreCondition.Never)]

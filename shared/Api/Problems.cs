@@ -1,11 +1,15 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
+using Microsoft.Extensions.DependencyInjection;
 using StackExchange.Redis;
 
 namespace Conveyor.Api;
 
-/// <summary>RFC 9457 problem details with a stable <c>type</c> per error.</summary>
+/// <summary>
+/// RFC 9457 problem details with a stable <c>type</c> per error, and the one place exceptions become problems:
+/// every handler runs inside <see cref="GuardAsync{T}"/>, so both hosts map errors the same way.
+/// </summary>
 public static class Problems
 {
     /// <summary>The stable problem types.</summary>
@@ -18,6 +22,9 @@ public static class Problems
         public const string NotFound = "urn:conveyor:problem:not-found";
         public const string Unauthorized = "urn:conveyor:problem:unauthorized";
         public const string Unavailable = "urn:conveyor:problem:unavailable";
+        public const string RouteNotFound = "urn:conveyor:problem:route-not-found";
+        public const string MethodNotAllowed = "urn:conveyor:problem:method-not-allowed";
+        public const string Internal = "urn:conveyor:problem:internal";
     }
 
     public static ProblemHttpResult Validation(string field, string detail) =>
@@ -42,6 +49,37 @@ public static class Problems
     public static ProblemHttpResult Unavailable(string detail) =>
         Create(StatusCodes.Status503ServiceUnavailable, Types.Unavailable, "A backing store is unavailable", detail);
 
+    /// <summary>Runs a handler; an exception the engine raises on purpose becomes its problem, anything else propagates (a 500).</summary>
+    public static async Task<Results<T, ProblemHttpResult>> GuardAsync<T>(Func<Task<Results<T, ProblemHttpResult>>> handler)
+        where T : IResult
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        try
+        {
+            return await handler();
+        }
+        catch (Exception ex) when (TryMap(ex, out var problem))
+        {
+            return problem;
+        }
+    }
+
+    /// <inheritdoc cref="GuardAsync{T}"/>
+    public static async Task<Results<T1, T2, ProblemHttpResult>> GuardAsync<T1, T2>(Func<Task<Results<T1, T2, ProblemHttpResult>>> handler)
+        where T1 : IResult
+        where T2 : IResult
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        try
+        {
+            return await handler();
+        }
+        catch (Exception ex) when (TryMap(ex, out var problem))
+        {
+            return problem;
+        }
+    }
+
     /// <summary>Maps the exceptions the engine raises on purpose; anything else stays a 500.</summary>
     public static bool TryMap(Exception exception, out ProblemHttpResult problem)
     {
@@ -54,6 +92,32 @@ public static class Problems
         };
         return problem is not null;
     }
+
+    /// <summary>
+    /// Problem details for the answers no handler writes (the host's): unknown route (404), wrong method (405) and an
+    /// unexpected failure (500, logged by the host; the answer carries only the <c>traceId</c>). Pair it with
+    /// <c>UseExceptionHandler()</c> and <c>UseStatusCodePages()</c>.
+    /// </summary>
+    public static IServiceCollection AddConveyorProblemDetails(this IServiceCollection services) =>
+        services.AddProblemDetails(options => options.CustomizeProblemDetails = context =>
+        {
+            var problem = context.ProblemDetails;
+            if (problem.Type?.StartsWith("urn:conveyor:", StringComparison.Ordinal) == true)
+            {
+                return;
+            }
+            var request = context.HttpContext.Request;
+            var target = $"{request.Method} {request.Path}";
+            (problem.Type, problem.Title, problem.Detail) = problem.Status switch
+            {
+                StatusCodes.Status404NotFound => (Types.RouteNotFound, "No such route", $"No route matches {target}"),
+                StatusCodes.Status405MethodNotAllowed => (Types.MethodNotAllowed, "Method not allowed",
+                    $"{request.Path} does not accept {request.Method}; it accepts {context.HttpContext.Response.Headers.Allow}"),
+                StatusCodes.Status500InternalServerError => (Types.Internal, "Internal error",
+                    $"{target} failed unexpectedly; the error is logged with this traceId"),
+                _ => (problem.Type, problem.Title, problem.Detail),
+            };
+        });
 
     private static ProblemHttpResult Create(int status, string type, string title, string detail, Dictionary<string, object?>? extensions = null) =>
         TypedResults.Problem(new ProblemDetails
