@@ -1,3 +1,4 @@
+using Conveyor.Queue;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
@@ -49,6 +50,19 @@ public static class Problems
     public static ProblemHttpResult Unavailable(string detail) =>
         Create(StatusCodes.Status503ServiceUnavailable, Types.Unavailable, "A backing store is unavailable", detail);
 
+    /// <summary>
+    /// Redis did not confirm an enqueue: the jobs may be stored. <c>ids</c> lists the id of every job of the request, in
+    /// request order (the ones the request gave, and the ones the server assigned); retrying with them is idempotent.
+    /// </summary>
+    public static ProblemHttpResult EnqueueUnconfirmed(EnqueueUnconfirmedException exception)
+    {
+        ArgumentNullException.ThrowIfNull(exception);
+        return Create(StatusCodes.Status503ServiceUnavailable, Types.Unavailable, "A backing store is unavailable",
+            "Redis did not confirm the enqueue (timeout or lost connection), so the jobs may or may not be stored. " +
+            "Retry with the ids in 'ids' (in request order): a retry with the same id never adds a second job.",
+            new() { ["ids"] = exception.Ids });
+    }
+
     /// <summary>Runs a handler; an exception the engine raises on purpose becomes its problem, anything else propagates (a 500).</summary>
     public static async Task<Results<T, ProblemHttpResult>> GuardAsync<T>(Func<Task<Results<T, ProblemHttpResult>>> handler)
         where T : IResult
@@ -86,6 +100,7 @@ public static class Problems
         problem = exception switch
         {
             ConveyorValidationException validation => Validation(validation.Field, validation.Reason),
+            EnqueueUnconfirmedException unconfirmed => EnqueueUnconfirmed(unconfirmed),
             RedisConnectionException or RedisTimeoutException => Unavailable("Redis did not answer; retry later"),
             Npgsql.NpgsqlException { IsTransient: true } => Unavailable("PostgreSQL did not answer; retry later"),
             _ => null!,
