@@ -1,8 +1,10 @@
+using System.Diagnostics;
 using Conveyor.Queue;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
 namespace Conveyor.Api;
@@ -128,11 +130,29 @@ public static class Problems
                 StatusCodes.Status404NotFound => (Types.RouteNotFound, "No such route", $"No route matches {target}"),
                 StatusCodes.Status405MethodNotAllowed => (Types.MethodNotAllowed, "Method not allowed",
                     $"{request.Path} does not accept {request.Method}; it accepts {context.HttpContext.Response.Headers.Allow}"),
-                StatusCodes.Status500InternalServerError => (Types.Internal, "Internal error",
-                    $"{target} failed unexpectedly; the error is logged with this traceId"),
+                StatusCodes.Status500InternalServerError => (Types.Internal, InternalTitle, InternalDetail(request)),
                 _ => (problem.Type, problem.Title, problem.Detail),
             };
         });
+
+    /// <summary>
+    /// The Functions host's counterpart of the self-host's exception handler: logs an exception no handler expected and
+    /// answers the same 500 <c>internal</c> problem, with the <c>traceId</c> the log carries, instead of an empty 500.
+    /// </summary>
+    public static async Task WriteUnexpectedAsync(HttpContext context, Exception exception)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var logger = context.RequestServices.GetService<ILoggerFactory>()?.CreateLogger(typeof(Problems).FullName!);
+        logger?.LogError(exception, "{Method} {Path} failed unexpectedly", context.Request.Method, context.Request.Path);
+        var traceId = Activity.Current?.Id ?? context.TraceIdentifier;
+        await Create(StatusCodes.Status500InternalServerError, Types.Internal, InternalTitle, InternalDetail(context.Request),
+            new() { ["traceId"] = traceId }).ExecuteAsync(context);
+    }
+
+    private const string InternalTitle = "Internal error";
+
+    private static string InternalDetail(HttpRequest request) =>
+        $"{request.Method} {request.Path} failed unexpectedly; the error is logged with this traceId";
 
     private static ProblemHttpResult Create(int status, string type, string title, string detail, Dictionary<string, object?>? extensions = null) =>
         TypedResults.Problem(new ProblemDetails
