@@ -13,7 +13,10 @@ public sealed record EnqueueJobRequest
     /// <summary>Any JSON value; <c>null</c> for none.</summary>
     [JsonRequired] public JsonElement Payload { get; init; }
 
-    /// <summary>Idempotency key (default: a new UUIDv7).</summary>
+    /// <summary>
+    /// Idempotency key (default: a new UUIDv7): 1–128 of <c>A-Z a-z 0-9 . _ ~ -</c>, starting and ending with a letter or
+    /// digit, so it travels unchanged in URL paths. Send one to make retries safe.
+    /// </summary>
     public string? Id { get; init; }
 
     /// <summary>Run no earlier than this instant (ISO 8601). Excludes <see cref="DelaySeconds"/>.</summary>

@@ -66,24 +66,17 @@ public static class Problems
     }
 
     /// <summary>Runs a handler; an exception the engine raises on purpose becomes its problem, anything else propagates (a 500).</summary>
-    public static async Task<Results<T, ProblemHttpResult>> GuardAsync<T>(Func<Task<Results<T, ProblemHttpResult>>> handler)
+    public static Task<Results<T, ProblemHttpResult>> GuardAsync<T>(Func<Task<Results<T, ProblemHttpResult>>> handler)
         where T : IResult
-    {
-        ArgumentNullException.ThrowIfNull(handler);
-        try
-        {
-            return await handler();
-        }
-        catch (Exception ex) when (TryMap(ex, out var problem))
-        {
-            return problem;
-        }
-    }
+        => RunAsync(handler, problem => problem);
 
     /// <inheritdoc cref="GuardAsync{T}"/>
-    public static async Task<Results<T1, T2, ProblemHttpResult>> GuardAsync<T1, T2>(Func<Task<Results<T1, T2, ProblemHttpResult>>> handler)
+    public static Task<Results<T1, T2, ProblemHttpResult>> GuardAsync<T1, T2>(Func<Task<Results<T1, T2, ProblemHttpResult>>> handler)
         where T1 : IResult
         where T2 : IResult
+        => RunAsync(handler, problem => problem);
+
+    private static async Task<TResult> RunAsync<TResult>(Func<Task<TResult>> handler, Func<ProblemHttpResult, TResult> answer)
     {
         ArgumentNullException.ThrowIfNull(handler);
         try
@@ -92,7 +85,7 @@ public static class Problems
         }
         catch (Exception ex) when (TryMap(ex, out var problem))
         {
-            return problem;
+            return answer(problem);
         }
     }
 
