@@ -11,6 +11,7 @@ public sealed class Producer(RedisConnection redis, IOptions<QueueOptions> optio
     /// <summary>Enqueues one job.</summary>
     /// <exception cref="ConveyorValidationException">The queue or the job is invalid; nothing was written.</exception>
     /// <exception cref="ConveyorQueueLimitException">The queue is new and the registry holds <see cref="QueueOptions.MaxQueues"/> queues; nothing was written.</exception>
+    /// <exception cref="EnqueueUnconfirmedException">Redis did not confirm: the job may be stored; retry with its id.</exception>
     public async Task<EnqueueResult> EnqueueAsync(string queue, JobRequest job, CancellationToken cancellationToken = default)
     {
         var results = await EnqueueBatchAsync(queue, [job], cancellationToken);
@@ -20,6 +21,7 @@ public sealed class Producer(RedisConnection redis, IOptions<QueueOptions> optio
     /// <summary>Enqueues up to 1,000 jobs in one script call. Results come in request order.</summary>
     /// <exception cref="ConveyorValidationException">The queue or any job is invalid; nothing was written.</exception>
     /// <exception cref="ConveyorQueueLimitException">The queue is new and the registry holds <see cref="QueueOptions.MaxQueues"/> queues; nothing was written.</exception>
+    /// <exception cref="EnqueueUnconfirmedException">Redis did not confirm: the jobs may be stored; retry with their ids.</exception>
     public async Task<IReadOnlyList<EnqueueResult>> EnqueueBatchAsync(
         string queue, IReadOnlyList<JobRequest> jobs, CancellationToken cancellationToken = default)
     {
@@ -42,21 +44,34 @@ public sealed class Producer(RedisConnection redis, IOptions<QueueOptions> optio
             }
         }
         cancellationToken.ThrowIfCancellationRequested();
+        var ids = jobs.Select(job => job.Id ?? Guid.CreateVersion7().ToString()).ToArray();
+        try
+        {
+            return await EnqueueValidatedAsync(queue, jobs, ids, cancellationToken);
+        }
+        catch (Exception ex) when (ex is RedisConnectionException or RedisTimeoutException)
+        {
+            // A script whose reply was lost may have run: the caller must retry with these ids, not new ones.
+            throw new EnqueueUnconfirmedException(queue, ids, ex);
+        }
+    }
 
+    private async Task<IReadOnlyList<EnqueueResult>> EnqueueValidatedAsync(
+        string queue, IReadOnlyList<JobRequest> jobs, string[] ids, CancellationToken cancellationToken)
+    {
+        var settings = options.Value;
         var keys = new QueueKeys(queue);
         using var activity = ConveyorTelemetry.Source.StartActivity($"enqueue {queue}", ActivityKind.Producer);
         activity?.SetTag("conveyor.queue", queue);
         activity?.SetTag("messaging.batch.message_count", jobs.Count);
         var traceParent = Activity.Current?.Id;
 
-        var ids = new string[jobs.Count];
         var args = new RedisValue[1 + 5 * jobs.Count];
         args[0] = keys.Signal.ToString();
         for (var i = 0; i < jobs.Count; i++)
         {
             var job = jobs[i];
             var maxAttempts = job.MaxAttempts ?? settings.DefaultMaxAttempts;
-            ids[i] = job.Id ?? Guid.CreateVersion7().ToString();
             args[1 + 5 * i] = ids[i];
             args[2 + 5 * i] = JobRecord.OpenHeader(job.Type, maxAttempts, traceParent);
             args[3 + 5 * i] = job.Payload;
