@@ -67,8 +67,8 @@ public sealed record RuntimeListResponse(IReadOnlyList<Conveyor.Presence.Runtime
 /// </summary>
 public sealed record HeartbeatResponse(string Outcome, bool FlippedOnline, DateTimeOffset? SeenAt, double BeatIntervalSeconds);
 
-/// <summary>Whether the backing stores answer.</summary>
-public sealed record HealthResponse(string Status, IReadOnlyDictionary<string, string> Checks);
+/// <summary>Whether the backing stores answer, and what the stale sweeper last decided (null when Redis did not answer).</summary>
+public sealed record HealthResponse(string Status, IReadOnlyDictionary<string, string> Checks, PresenceHealth? Presence);
 
 /// <summary>
 /// Request JSON, strict: camelCase names matched exactly (<c>Type</c> is not <c>type</c>), unknown members, duplicate

@@ -23,7 +23,9 @@ internal static class PresenceServiceCollectionExtensions
             sp.GetRequiredService<IOptions<PostgresOptions>>().Value, sp.GetService<ILoggerFactory>(), sp.GetRequiredService<Azure.Core.TokenCredential>));
         services.TryAddSingleton<SchemaMigrator>();
         services.TryAddSingleton<RuntimeRegistry>();
-        services.TryAddSingleton<HeartbeatService>();
+        services.TryAddSingleton<FlipWriter>();
+        services.TryAddSingleton(sp => new HeartbeatService(
+            sp.GetRequiredService<RedisConnection>(), sp.GetRequiredService<IOptions<PresenceOptions>>(), sp.GetRequiredService<FlipWriter>()));
         services.TryAddSingleton<HeartbeatFlusher>();
         services.TryAddSingleton<StaleSweeper>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, SchemaCheck>());

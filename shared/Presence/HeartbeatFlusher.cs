@@ -10,7 +10,7 @@ namespace Conveyor.Presence;
 
 /// <summary>What one flush did.</summary>
 /// <param name="Flushed">Rows whose last_seen_at the flush wrote.</param>
-/// <param name="Raced">Buffered runtimes no longer online in PostgreSQL (swept or deleted); they left the online set.</param>
+/// <param name="Raced">Buffered runtimes no longer online in PostgreSQL (swept or deleted); they left the online and seen hashes.</param>
 /// <param name="Batches">UPDATE statements issued (one per batch).</param>
 public sealed record FlushResult(long Flushed, long Raced, int Batches)
 {
@@ -21,7 +21,7 @@ public sealed record FlushResult(long Flushed, long Raced, int Batches)
 /// <summary>The steps of a flush, in order: a freeze, then read, write and settle for each batch.</summary>
 internal enum FlushStep
 {
-    /// <summary>take.lua: freeze the buffered beats (or find a frozen set left to drain) and its generation.</summary>
+    /// <summary>take.lua: stamp the beat intake, freeze the buffered beats (or find a frozen set left to drain) and its generation.</summary>
     Freeze,
 
     /// <summary>Read the next batch of the frozen set.</summary>
@@ -30,12 +30,14 @@ internal enum FlushStep
     /// <summary>Write the batch to PostgreSQL (one UPDATE, committed).</summary>
     Write,
 
-    /// <summary>forget.lua: remove the written batch from the frozen set, if its generation is still current.</summary>
+    /// <summary>forget.lua: record what the batch wrote, and remove it from the frozen set if its generation is still current.</summary>
     Settle,
 }
 
 /// <summary>
-/// Writes buffered beats to PostgreSQL, one UPDATE per bounded batch. A flush first freezes the buffered beats
+/// Writes buffered beats to PostgreSQL, one UPDATE per bounded batch. Only due beats are buffered for it: a runtime's
+/// first beat once the last_seen_at PostgreSQL holds is a write window old (beat.lua); the others live in Redis's seen
+/// hash only. A flush first stamps Conveyor's beat intake (the sweeper holds off after a gap), then freezes the buffered beats
 /// (take.lua renames the live set to the flushing set, so new beats land in a fresh live set, and counts a new
 /// generation), then writes the frozen set batch by batch and removes each batch from it only after its commit,
 /// and only while the generation is still the one it read (forget.lua). A flush that fails or dies midway loses
@@ -94,11 +96,12 @@ public sealed class HeartbeatFlusher(NpgsqlDataSource dataSource, RedisConnectio
         var db = await redis.GetDatabaseAsync();
         var started = Stopwatch.GetTimestamp();
         var result = new FlushResult(0, 0, 0);
+        var intakeGapMs = (long)options.Value.IntakeGap.TotalMilliseconds;
         // Two passes at most: a frozen set left by a failed (or concurrent) flush, then the live beats.
         for (var pass = 0; pass < 2; pass++)
         {
             await StepAsync(FlushStep.Freeze);
-            var taken = (RedisResult[])(await PresenceScripts.Take.RunAsync(db, PresenceKeys.BeatsFlushingAndGeneration, []))!;
+            var taken = (RedisResult[])(await PresenceScripts.Take.RunAsync(db, PresenceKeys.ForTake, [intakeGapMs]))!;
             var (leftover, frozen, generation) = ((long)taken[0] == 1, (long)taken[1], (long)taken[2]);
             if (frozen == 0)
             {
@@ -203,7 +206,7 @@ public sealed class HeartbeatFlusher(NpgsqlDataSource dataSource, RedisConnectio
                 lock (gate)
                 {
                     removed += count;
-                    settling = SettleAsync(db, generation, chunks, written, count);
+                    settling = SettleAsync(db, generation, chunks, written);
                 }
                 var current = await settling;
                 result += new FlushResult(written.Count, count - written.Count, 1);
@@ -287,36 +290,32 @@ public sealed class HeartbeatFlusher(NpgsqlDataSource dataSource, RedisConnectio
     }
 
     /// <summary>
-    /// After the commit: the batch leaves the frozen set if its generation is still current (forget.lua), and
-    /// runtimes the UPDATE did not touch (raced to offline, or deleted) leave the online set, so their next beat
-    /// goes synchronous. Within a generation nothing else writes the frozen set, so no score needs comparing: a
-    /// newer beat of the same runtime is in the live set, or in a newer generation that forget.lua leaves alone.
-    /// Returns false when the generation had moved on (nothing was removed).
+    /// After the commit, per chunk (forget.lua): the online entries of the written runtimes learn the beat time PostgreSQL
+    /// now holds, runtimes the UPDATE did not touch (raced to offline, or deleted) leave the online and seen hashes, so
+    /// their next beat goes synchronous, and the batch leaves the frozen set if its generation is still current. Within
+    /// a generation nothing else writes the frozen set, so no score needs comparing: a newer beat of the same runtime is
+    /// in the live set, or in a newer generation that forget.lua leaves alone. Returns false when the generation had
+    /// moved on (nothing was removed).
     /// </summary>
-    private static async Task<bool> SettleAsync(IDatabase db, long generation, SortedSetEntry[][] chunks, Written written, int count)
+    private static async Task<bool> SettleAsync(IDatabase db, long generation, SortedSetEntry[][] chunks, Written written)
     {
         var forgets = new List<Task<RedisResult>>(chunks.Length);
-        var raced = new List<RedisValue>();
         foreach (var chunk in chunks.Where(chunk => chunk.Length > 0))
         {
-            var args = new RedisValue[chunk.Length + 1];
+            var args = new RedisValue[chunk.Length * 2 + 1];
             args[0] = generation;
             for (var i = 0; i < chunk.Length; i++)
             {
-                args[i + 1] = chunk[i].Element;
+                // Raced (rare): an entry whose id the UPDATE did not return, or that held no id at all.
+                var wrote = TryParse(chunk[i].Element, out var id) && written.Contains(id);
+                args[2 * i + 1] = chunk[i].Element;
+                args[2 * i + 2] = wrote ? (long)chunk[i].Score : 0;
             }
-            forgets.Add(PresenceScripts.Forget.RunAsync(db, PresenceKeys.FlushingAndGeneration, args));
-            if (written.Count < count)
-            {
-                // Raced (rare): the entries whose id the UPDATE did not return, or that held no id at all.
-                raced.AddRange(chunk.Select(entry => entry.Element).Where(member => !TryParse(member, out var id) || !written.Contains(id)));
-            }
+            forgets.Add(PresenceScripts.Forget.RunAsync(db, PresenceKeys.ForForget, args));
         }
-        // Either may land without the other (a crash between): a batch still frozen is written again, harmlessly;
-        // a raced runtime still in the online set is found raced again by the next flush.
-        var racing = raced.Count > 0 ? db.HashDeleteAsync(PresenceKeys.Online, [.. raced]) : Task.FromResult(0L);
+        // A crash before these land leaves the batch frozen: it is written again, harmlessly, and a raced runtime still
+        // in the online set is found raced again by the next flush.
         var removed = await Task.WhenAll(forgets);
-        await racing;
         return removed.All(r => (long)r >= 0);
     }
 }
