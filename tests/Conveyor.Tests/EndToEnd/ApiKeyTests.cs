@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Conveyor.Tests.Infrastructure;
@@ -38,13 +37,9 @@ public sealed class ApiKeyTests
     public async Task A_heartbeat_with_the_right_token_but_no_key_gets_401_and_changes_nothing()
     {
         await using var server = await SelfHostServer.StartAsync(TestRedis.UniqueQueue("rt"));
-        var registered = await (await server.Client.PostAsync("/api/runtimes", SelfHostServer.Json("""{"name":"agent-2"}""")))
-            .Content.ReadFromJsonAsync<JsonElement>();
-        var id = registered.GetProperty("id").GetString()!;
-        using var beat = new HttpRequestMessage(HttpMethod.Post, $"/api/runtimes/{id}/heartbeat");
-        beat.Headers.Authorization = new AuthenticationHeaderValue("Bearer", registered.GetProperty("token").GetString());
+        var (id, token) = await server.Client.RegisterRuntimeAsync("""{"name":"agent-2"}""");
 
-        var keyless = await server.Anonymous.SendAsync(beat);
+        var keyless = await server.Anonymous.BeatAsync(id, token);
 
         Assert.Equal(HttpStatusCode.Unauthorized, keyless.StatusCode);
         var runtime = await server.Client.GetFromJsonAsync<JsonElement>($"/api/runtimes/{id}");

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Conveyor.Tests.Infrastructure;
@@ -46,20 +45,10 @@ public abstract class RuntimesApiTests(ConveyorApp app)
         ["Conveyor:Presence:StaleWindow"] = "00:00:03",
     };
 
-    private async Task<(string Id, string Token)> RegisterAsync(string name)
-    {
-        var response = await app.Client.PostAsync("/api/runtimes", ConveyorApp.Json($$$"""{"name":"{{{name}}}","metadata":{"zone":"eu-1"}}"""));
-        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
-        var body = await response.Content.ReadFromJsonAsync<JsonElement>();
-        return (body.GetProperty("id").GetString()!, body.GetProperty("token").GetString()!);
-    }
+    private Task<(string Id, string Token)> RegisterAsync(string name) =>
+        app.Client.RegisterRuntimeAsync($$$"""{"name":"{{{name}}}","metadata":{"zone":"eu-1"}}""");
 
-    private Task<HttpResponseMessage> BeatAsync(string id, string token)
-    {
-        using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/runtimes/{id}/heartbeat");
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        return app.Client.SendAsync(request);
-    }
+    private Task<HttpResponseMessage> BeatAsync(string id, string token) => app.Client.BeatAsync(id, token);
 
     [Fact]
     public async Task A_runtime_goes_online_with_its_first_beat_advances_with_flushes_and_goes_offline_when_silent()

@@ -1,6 +1,5 @@
 #if !FUNCTIONS_STANDIN
 using System.Net;
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Conveyor.Presence;
@@ -174,20 +173,9 @@ public sealed class WorkerTimerTests(TimerWorkerApp app)
 
     private Task<JsonElement> JobAsync(string queue, string id) => app.Client.GetFromJsonAsync<JsonElement>($"/api/queues/{queue}/jobs/{id}");
 
-    private async Task<(string Id, string Token)> RegisterAsync(string name)
-    {
-        var response = await app.Client.PostAsync("/api/runtimes", ConveyorApp.Json($$"""{"name":"{{name}}"}"""));
-        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
-        var body = await response.Content.ReadFromJsonAsync<JsonElement>();
-        return (body.GetProperty("id").GetString()!, body.GetProperty("token").GetString()!);
-    }
+    private Task<(string Id, string Token)> RegisterAsync(string name) => app.Client.RegisterRuntimeAsync($$"""{"name":"{{name}}"}""");
 
-    private Task<HttpResponseMessage> BeatAsync(string id, string token)
-    {
-        using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/runtimes/{id}/heartbeat");
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        return app.Client.SendAsync(request);
-    }
+    private Task<HttpResponseMessage> BeatAsync(string id, string token) => app.Client.BeatAsync(id, token);
 
     private Task<DateTime> LastSeenAsync(string id) => app.Database.ScalarAsync<DateTime>("SELECT last_seen_at FROM runtimes WHERE id = $1", Guid.Parse(id));
 }

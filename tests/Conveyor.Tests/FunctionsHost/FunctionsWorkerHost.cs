@@ -512,9 +512,7 @@ public sealed class FunctionsWorkerHost : IAsyncDisposable
         var routes = new List<HttpRoute>();
         foreach (var function in Functions.Values)
         {
-            var trigger = function.RawBindings.Select(raw => JsonDocument.Parse(raw).RootElement)
-                .SingleOrDefault(b => string.Equals(b.GetProperty("type").GetString(), "httpTrigger", StringComparison.OrdinalIgnoreCase));
-            if (trigger.ValueKind == JsonValueKind.Undefined)
+            if (Trigger(function, "httpTrigger") is not { } trigger)
             {
                 continue;
             }
@@ -527,6 +525,13 @@ public sealed class FunctionsWorkerHost : IAsyncDisposable
         }
         return routes;
     }
+
+    /// <summary>The function's trigger binding of <paramref name="type"/>, as the worker indexed it (raw binding JSON).</summary>
+    private static JsonElement? Trigger(RpcFunctionMetadata function, string type) =>
+        function.RawBindings.Select(raw => JsonDocument.Parse(raw).RootElement)
+            .Where(binding => string.Equals(binding.GetProperty("type").GetString(), type, StringComparison.OrdinalIgnoreCase))
+            .Select(binding => (JsonElement?)binding)
+            .SingleOrDefault();
 
     private string RoutePrefix()
     {
@@ -546,9 +551,7 @@ public sealed class FunctionsWorkerHost : IAsyncDisposable
         var schedules = new List<(RpcFunctionMetadata, CrontabSchedule)>();
         foreach (var function in Functions.Values)
         {
-            var trigger = function.RawBindings.Select(raw => JsonDocument.Parse(raw).RootElement)
-                .SingleOrDefault(b => string.Equals(b.GetProperty("type").GetString(), "timerTrigger", StringComparison.OrdinalIgnoreCase));
-            if (trigger.ValueKind == JsonValueKind.Undefined || Disabled(function.Name))
+            if (Trigger(function, "timerTrigger") is not { } trigger || Disabled(function.Name))
             {
                 continue;
             }
