@@ -107,8 +107,8 @@ public abstract class JobsApiTests(ConveyorApp app)
         var caller = ActivityTraceId.CreateRandom();
         using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/queues/{app.Queue}/jobs")
         {
-            // Delayed a second, so the stored record can be read before the job runs and is deleted.
-            Content = ConveyorApp.Json("""{"type":"probe","payload":{"traced":true},"delaySeconds":1}"""),
+            // Delayed, so the stored record can be read before the job runs and is deleted.
+            Content = ConveyorApp.Json("""{"type":"probe","payload":{"traced":true},"delaySeconds":2}"""),
         };
         request.Headers.Add("traceparent", $"00-{caller}-{ActivitySpanId.CreateRandom()}-01");
 

@@ -39,7 +39,7 @@ public sealed class WorkerStartupTests
     [Fact]
     public async Task With_Redis_unreachable_the_worker_starts_without_waiting_for_it_and_warns_once()
     {
-        var app = new FunctionsWorkerApp { RunTimersOnSchedule = false, Settings = new Dictionary<string, string?> { ["Conveyor:Redis:ConnectionString"] = $"127.0.0.1:{ClosedPort()}" } };
+        var app = new FunctionsWorkerApp { RunTimersOnSchedule = false, Settings = new Dictionary<string, string?> { ["Conveyor:Redis:ConnectionString"] = $"127.0.0.1:{ClosedPort()},connectTimeout=1000,syncTimeout=1000,asyncTimeout=1000" } };
         await app.InitializeAsync();
         try
         {

@@ -22,13 +22,13 @@ public sealed class WorkerTimersCollection : ICollectionFixture<TimerWorkerApp>
     public const string Name = "Functions worker timers";
 }
 
-/// <summary>The real worker with no timer on a schedule: each runs only when a test invokes it. Processor sessions last 1 s.</summary>
+/// <summary>The real worker with no timer on a schedule: each runs only when a test invokes it. Processor sessions last 3 s.</summary>
 public sealed class TimerWorkerApp : FunctionsWorkerApp
 {
     public TimerWorkerApp()
     {
         RunTimersOnSchedule = false;
-        Settings = new Dictionary<string, string?> { ["Conveyor:Processor:SessionDuration"] = "00:00:01" };
+        Settings = new Dictionary<string, string?> { ["Conveyor:Processor:SessionDuration"] = "00:00:03" };
     }
 
     protected override bool PresenceTimers => true;
@@ -104,7 +104,7 @@ public sealed class WorkerTimerTests(TimerWorkerApp app)
     {
         var id = await EnqueueAsync(app.Queue, """{"type":"probe","payload":{"n":1}}""");
 
-        AssertSucceeded(await app.Host.InvokeTimerAsync("Processor")); // returns when its 1 s session has ended
+        AssertSucceeded(await app.Host.InvokeTimerAsync("Processor")); // returns when its 3 s session has ended
 
         Assert.Single(await app.ProbeRunsAsync(id));
         Assert.Equal(HttpStatusCode.NotFound, (await app.Client.GetAsync($"/api/queues/{app.Queue}/jobs/{id}")).StatusCode);

@@ -485,9 +485,13 @@ public sealed class FunctionsWorkerHost : IAsyncDisposable
         var result = await invocation;
         if (result.Result.Status == StatusResult.Types.Status.Failure)
         {
-            // The host answers a failed invocation with a bare 500, whatever the worker wrote.
+            // The host answers a failed invocation with a 500, whatever the worker wrote; this one also says why, for the test's message.
             response.Dispose();
-            return new HttpResponseMessage(HttpStatusCode.InternalServerError) { RequestMessage = request };
+            return new HttpResponseMessage(HttpStatusCode.InternalServerError)
+            {
+                RequestMessage = request,
+                Content = new StringContent($"{function.Name} failed (invocation {invocationId}): {result.Result.Exception?.Message}"),
+            };
         }
         response.RequestMessage = request;
         return response;
