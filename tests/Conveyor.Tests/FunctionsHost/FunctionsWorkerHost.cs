@@ -90,7 +90,7 @@ public sealed class FunctionsWorkerHost : IAsyncDisposable
 
     static FunctionsWorkerHost() => AppDomain.CurrentDomain.ProcessExit += (_, _) =>
     {
-        // A test run that ends without disposing (a crash, Ctrl-C) leaves no worker behind.
+        // A test process that exits without disposing a host leaves no worker behind (see also StartWatchdog).
         foreach (var process in Running.Values)
         {
             Kill(process);
@@ -329,6 +329,21 @@ public sealed class FunctionsWorkerHost : IAsyncDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         _ = ObserveExitAsync(process);
+        StartWatchdog(process, Path.GetFileName(start.ArgumentList[0]));
+    }
+
+    /// <summary>
+    /// The test runner ends its test host process with a kill when a run is over, so neither dispose nor ProcessExit
+    /// runs for a host a test left behind, and the worker does not exit when its gRPC stream breaks: a shell kills it
+    /// once this process is gone (and ends by itself when the worker does).
+    /// </summary>
+    private static void StartWatchdog(Process worker, string workerPath)
+    {
+        var alive = $"grep -qs '{workerPath}' /proc/{worker.Id}/cmdline";
+        var start = new ProcessStartInfo("sh") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add("-c");
+        start.ArgumentList.Add($"while [ -d /proc/{Environment.ProcessId} ] && {alive}; do sleep 0.5; done; if {alive}; then kill -KILL {worker.Id}; fi");
+        using var watchdog = Process.Start(start);
     }
 
     private void Capture(string? line)
