@@ -19,11 +19,14 @@ public static class ContractTools
     public static readonly string RedoclyDirectory = Path.Combine(RepositoryRoot, ".ci", "redocly");
 
     /// <summary>The document as the self-host serves it to a caller without a key.</summary>
-    public static async Task<byte[]> ServedDocumentAsync(SelfHostServer server)
+    public static Task<byte[]> ServedDocumentAsync(SelfHostServer server) => ServedDocumentAsync(server.Anonymous);
+
+    /// <summary>The document as a host serves it to <paramref name="client"/>.</summary>
+    public static async Task<byte[]> ServedDocumentAsync(HttpClient client)
     {
-        using var response = await server.Anonymous.GetAsync(Conveyor.Api.OpenApiContract.Route);
+        using var response = await client.GetAsync(Conveyor.Api.OpenApiContract.Route);
         var body = await response.Content.ReadAsByteArrayAsync();
-        Assert.True(response.IsSuccessStatusCode, $"GET {Conveyor.Api.OpenApiContract.Route} without a key: {(int)response.StatusCode} {System.Text.Encoding.UTF8.GetString(body)}");
+        Assert.True(response.IsSuccessStatusCode, $"GET {Conveyor.Api.OpenApiContract.Route}: {(int)response.StatusCode} {System.Text.Encoding.UTF8.GetString(body)}");
         Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
         return body;
     }
