@@ -63,7 +63,7 @@ public sealed class ProblemResponseTests
     }
 
     [Fact]
-    public async Task Every_route_without_a_key_is_an_unauthorized_problem_except_health_and_the_openapi_document()
+    public async Task Every_route_without_a_key_is_an_unauthorized_problem_except_health()
     {
         var queue = TestRedis.UniqueQueue("routes");
         await using var server = await SelfHostServer.StartAsync(queue);
