@@ -19,7 +19,7 @@ namespace Conveyor.Tests.Infrastructure;
 /// <see cref="ProbeRunsAsync"/>), and the app has its own PostgreSQL database. One instance serves a whole test class,
 /// whose tests run one at a time: a test that must see an untouched queue uses a fresh one (<see cref="TestRedis.UniqueQueue"/>).
 /// </summary>
-public abstract class ConveyorApp : IAsyncLifetime
+public abstract class ConveyorApp : IAsyncLifetime, IAsyncDisposable
 {
     /// <summary>The queue the app's processor serves.</summary>
     public string Queue { get; } = TestRedis.UniqueQueue("e2e");
@@ -42,9 +42,28 @@ public abstract class ConveyorApp : IAsyncLifetime
 
     public static StringContent Json(string json) => SelfHostServer.Json(json);
 
+    /// <summary>The routes the app serves, as <c>METHOD /api/route</c>, sorted.</summary>
+    public abstract IReadOnlyList<string> Routes();
+
+    /// <summary>Starts <paramref name="app"/> for one test (a test that needs settings or servers of its own), to be disposed with <c>await using</c>.</summary>
+    public static async Task<T> StartAsync<T>(T app)
+        where T : ConveyorApp
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        await app.InitializeAsync();
+        return app;
+    }
+
     public abstract Task InitializeAsync();
 
+    /// <summary>Stops the app; a second call does nothing.</summary>
     public abstract Task DisposeAsync();
+
+    async ValueTask IAsyncDisposable.DisposeAsync()
+    {
+        await DisposeAsync();
+        GC.SuppressFinalize(this);
+    }
 
     /// <summary>What this app changes in <see cref="EndToEndSettings"/>.</summary>
     protected Dictionary<string, string?> Overrides()
@@ -68,6 +87,8 @@ public class SelfHostApp : ConveyorApp
 
     public override HttpClient Client => Server.Client;
 
+    public override IReadOnlyList<string> Routes() => Server.Routes();
+
     public override TestDatabase Database => Server.Database;
 
     public override async Task InitializeAsync()
@@ -84,6 +105,7 @@ public class SelfHostApp : ConveyorApp
         if (_server is not null)
         {
             await _server.DisposeAsync();
+            _server = null;
         }
     }
 }
@@ -105,6 +127,8 @@ public class FunctionsWorkerApp : ConveyorApp
     public FunctionsWorkerHost Host => _host ?? throw new InvalidOperationException("the worker has not started");
 
     public override HttpClient Client => _client ?? throw new InvalidOperationException("the worker has not started");
+
+    public override IReadOnlyList<string> Routes() => Host.Routes();
 
     public override TestDatabase Database => _database ?? throw new InvalidOperationException("the worker has not started");
 
@@ -140,13 +164,16 @@ public class FunctionsWorkerApp : ConveyorApp
     public override async Task DisposeAsync()
     {
         _client?.Dispose();
+        _client = null;
         if (_host is not null)
         {
             await _host.DisposeAsync();
+            _host = null;
         }
         if (_database is not null)
         {
             await _database.DisposeAsync();
+            _database = null;
         }
     }
 }
