@@ -112,8 +112,14 @@ public sealed class PresenceHost : IAsyncDisposable
     public async Task ResetRedisAsync()
     {
         await Db.KeyDeleteAsync(PresenceKeys.All);
-        var now = await RedisTime.NowMsAsync(Db);
-        await Db.StringSetAsync(PresenceKeys.Intake, $"{now}|{now - (long)TimeSpan.FromDays(1).TotalMilliseconds}");
+        await StampIntakeUnbrokenAsync(Db);
+    }
+
+    /// <summary>Stamps Conveyor's beat intake as unbroken for a day, as a heartbeat flush of a service long up leaves it.</summary>
+    public static async Task StampIntakeUnbrokenAsync(IDatabase db)
+    {
+        var now = await RedisTime.NowMsAsync(db);
+        await db.StringSetAsync(PresenceKeys.Intake, $"{now}|{now - (long)TimeSpan.FromDays(1).TotalMilliseconds}");
     }
 
     /// <summary>A registered runtime that has beaten once (so it is online and known online).</summary>
