@@ -39,7 +39,6 @@ internal sealed class FaultRun : IAsyncDisposable
     private JobFeeder? _feeder;
     private RuntimeFleet? _fleet;
     private Task _feeding = Task.CompletedTask;
-    private Task _beating = Task.CompletedTask;
     private int _workerCount;
     private bool _passed;
 
@@ -108,10 +107,6 @@ internal sealed class FaultRun : IAsyncDisposable
         {
             var redisProxy = FaultProxy.Start(Redis.Port, Seed + 1 + i);
             var postgresProxy = FaultProxy.Start(postgresPort, Seed + 3 + i);
-            if (i == 1)
-            {
-                redisProxy.Latency = postgresProxy.Latency = Settings.SecondInstanceLatency;
-            }
             _redisProxies.Add(redisProxy);
             _postgresProxies.Add(postgresProxy);
             var postgres = new NpgsqlConnectionStringBuilder(database) { Port = postgresProxy.Port }.ConnectionString;
@@ -124,7 +119,7 @@ internal sealed class FaultRun : IAsyncDisposable
         await WaitUntilAsync(() => Task.FromResult(_workers.All(Started)), $"{Settings.Workers} workers started their sessions", 90);
         _feeder = new JobFeeder(Ledger, _apis, Queue, Seed);
         _fleet = new RuntimeFleet(Ledger, _apis, Interval);
-        await _fleet.RegisterAsync(Settings.Runtimes, CancellationToken.None);
+        await _fleet.RegisterAsync(Settings.Runtimes, _faultsOver.Token, _stopLoad.Token);
     }
 
     /// <summary>The engine's options, the same for the workers and the API instances.</summary>
@@ -160,15 +155,26 @@ internal sealed class FaultRun : IAsyncDisposable
         File.Exists(worker.LogPath) && File.ReadLines(worker.LogPath).Any(l => l.Contains($"started on queue {Queue}", StringComparison.Ordinal));
 
     /// <summary>
-    /// Starts the producer (<see cref="FaultSettings.Jobs"/> over <see cref="FaultSettings.FeedFor"/>) and the
-    /// runtimes. Each runtime beats until <paramref name="runtimeStopsAfter"/> says (by index, from now), or, when it
-    /// says null, until the faults are over (<see cref="FinishAsync"/>).
+    /// Starts the producer (<see cref="FaultSettings.Jobs"/> over <see cref="FaultSettings.FeedFor"/>). The runtimes
+    /// beat from their registration on; each stops when <paramref name="runtimeStopsAfter"/> says (by index, from
+    /// now), or, when it says null, once the faults are over (<see cref="FinishAsync"/>).
     /// </summary>
     public void StartLoad(Func<int, TimeSpan?> runtimeStopsAfter)
     {
+        // Set up at full speed; the instances' paths slow down only now.
+        for (var i = 0; i < _apis.Count; i++)
+        {
+            _redisProxies[i + 1].Latency = _postgresProxies[i].Latency = Settings.InstanceLatency[i];
+        }
         var start = DateTime.UtcNow;
+        for (var i = 0; i < Settings.Runtimes; i++)
+        {
+            if (runtimeStopsAfter(i) is { } after)
+            {
+                _fleet!.StopAt(i, start + after);
+            }
+        }
         _feeding = Task.Run(() => _feeder!.RunAsync(Settings.Jobs, Settings.FeedFor, _stopLoad.Token));
-        _beating = Task.Run(() => _fleet!.RunAsync(i => start + runtimeStopsAfter(i), _faultsOver.Token, _stopLoad.Token));
     }
 
     /// <summary>Handlers running now in <paramref name="worker"/>: runs its ledger started and did not end. Each holds a claim.</summary>
@@ -278,7 +284,7 @@ internal sealed class FaultRun : IAsyncDisposable
 
     private async Task WaitForLoadAsync()
     {
-        var load = Task.WhenAll(_feeding, _beating);
+        var load = Task.WhenAll(_feeding, _fleet?.Beating ?? Task.CompletedTask);
         if (await Task.WhenAny(load, Task.Delay(TimeSpan.FromMinutes(3))) != load)
         {
             await _stopLoad.CancelAsync();
@@ -433,7 +439,7 @@ internal sealed class FaultRun : IAsyncDisposable
         await _stopLoad.CancelAsync();
         try
         {
-            await Task.WhenAll(_feeding, _beating).WaitAsync(TimeSpan.FromSeconds(30));
+            await Task.WhenAll(_feeding, _fleet?.Beating ?? Task.CompletedTask).WaitAsync(TimeSpan.FromSeconds(30));
         }
         catch (Exception ex) when (ex is OperationCanceledException or TimeoutException or HttpRequestException)
         {

@@ -33,6 +33,6 @@ internal sealed record FaultSettings
     /// <summary>Beats per flush UPDATE: small, so a flush of the fleet takes several batches and overlaps more.</summary>
     public int FlushBatchSize { get; init; } = 20;
 
-    /// <summary>Latency the proxies of the second API instance add to each chunk, to Redis and to PostgreSQL.</summary>
-    public TimeSpan SecondInstanceLatency { get; init; }
+    /// <summary>Latency the proxies of each API instance (by index) add to each chunk, to Redis and to PostgreSQL. Default: none.</summary>
+    public IReadOnlyList<TimeSpan> InstanceLatency { get; init; } = [TimeSpan.Zero, TimeSpan.Zero];
 }

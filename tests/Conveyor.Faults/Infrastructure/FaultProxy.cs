@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using System.Threading.Channels;
 
 namespace Conveyor.Faults.Infrastructure;
 
@@ -9,7 +11,7 @@ namespace Conveyor.Faults.Infrastructure;
 /// <list type="bullet">
 /// <item><see cref="Stall"/>: stops forwarding in both directions (connections stay open, new ones are accepted
 /// and hang) until <see cref="Resume"/>;</item>
-/// <item><see cref="Latency"/>: delays every chunk it forwards;</item>
+/// <item><see cref="Latency"/>: delays every chunk it forwards (a long path, not a narrow one);</item>
 /// <item><see cref="CutAll"/>: resets every open connection;</item>
 /// <item><see cref="CutAfterScripts"/>: forwards a chunk that carries EVAL/EVALSHA to Redis, then resets the
 /// connection before any reply comes back: the script ran on the server, and the client never learns what it did.</item>
@@ -162,37 +164,59 @@ internal sealed class FaultProxy : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// One direction of a link: a reader that stamps each chunk with the time it may leave (now + latency), and a
+    /// writer that forwards chunks in order once due. Latency delays every chunk without serialising the delays, as a
+    /// long network path does.
+    /// </summary>
     private async Task PumpAsync(Link link, bool fromClient)
     {
         var (from, to) = fromClient ? (link.Client, link.Server) : (link.Server, link.Client);
-        var buffer = new byte[64 * 1024];
+        var chunks = Channel.CreateUnbounded<(byte[] Data, long Due)>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        var writing = ForwardAsync(link, to, chunks.Reader, fromClient);
         try
         {
+            var buffer = new byte[64 * 1024];
             while (true)
             {
                 var read = await from.ReceiveAsync(buffer, SocketFlags.None, _closing.Token);
                 if (read == 0)
                 {
-                    to.Shutdown(SocketShutdown.Send);
-                    return;
+                    break;
+                }
+                chunks.Writer.TryWrite((buffer[..read], Stopwatch.GetTimestamp() + (long)(Latency.TotalSeconds * Stopwatch.Frequency)));
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException or IOException)
+        {
+        }
+        chunks.Writer.TryComplete();
+        await writing;
+    }
+
+    private async Task ForwardAsync(Link link, Socket to, ChannelReader<(byte[] Data, long Due)> chunks, bool fromClient)
+    {
+        try
+        {
+            await foreach (var (data, due) in chunks.ReadAllAsync(_closing.Token))
+            {
+                var wait = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), due);
+                if (wait > TimeSpan.Zero)
+                {
+                    await Task.Delay(wait, _closing.Token);
                 }
                 await Flowing().WaitAsync(_closing.Token);
-                if (Latency > TimeSpan.Zero)
-                {
-                    await Task.Delay(Latency, _closing.Token);
-                }
                 if (link.Doomed)
                 {
                     return;
                 }
-                var chunk = buffer.AsMemory(0, read);
-                var cutAfter = fromClient && CarriesScript(chunk.Span) && Roll(Volatile.Read(ref _scriptCutProbability));
+                var cutAfter = fromClient && CarriesScript(data) && Roll(Volatile.Read(ref _scriptCutProbability));
                 if (cutAfter)
                 {
                     // Nothing flows back from now on: the server runs the script, its reply is lost.
                     link.Doomed = true;
                 }
-                await to.SendAsync(chunk, SocketFlags.None, _closing.Token);
+                await to.SendAsync(data, SocketFlags.None, _closing.Token);
                 if (cutAfter)
                 {
                     await Task.Delay(20, _closing.Token);
@@ -201,6 +225,7 @@ internal sealed class FaultProxy : IAsyncDisposable
                     return;
                 }
             }
+            to.Shutdown(SocketShutdown.Send);
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException or IOException)
         {

@@ -8,52 +8,67 @@ using Conveyor.Faults.Ledger;
 namespace Conveyor.Faults.Load;
 
 /// <summary>
-/// Worker runtimes over the HTTP API: each registers, then beats every beat interval (alternating between the API
-/// instances) until its own stop time. Every beat answered 200 or 202 enters the ledger with the time it reported.
-/// Runtimes stop at different moments, many during the faults, so that the last beat of each (the one
-/// last_seen_at must end at) lands in every phase of a flush and a sweep.
+/// Worker runtimes over the HTTP API: each registers, beats once (the synchronous path flips it online), and from
+/// then on beats every beat interval (alternating between the API instances) until its own stop time, or until the
+/// faults are over. Every beat answered 200 or 202 enters the ledger with the time it reported. Runtimes stop at
+/// different moments, many during the faults, so that the last beat of each (the one last_seen_at must end at)
+/// lands in every phase of a flush and a sweep.
 /// </summary>
 internal sealed class RuntimeFleet(Ledger.Ledger ledger, IReadOnlyList<ApiInstance> apis, TimeSpan beatInterval)
 {
-    private readonly List<(Guid Id, string Token)> _runtimes = [];
+    private (Guid Id, string Token)[] _runtimes = [];
+    private long[] _stopAtTicks = [];
+    private Task _beating = Task.CompletedTask;
 
     public IReadOnlyList<Guid> Ids => [.. _runtimes.Select(r => r.Id)];
 
-    /// <summary>Registers <paramref name="count"/> runtimes (before any fault), several at a time.</summary>
-    public async Task RegisterAsync(int count, CancellationToken cancellationToken)
+    /// <summary>
+    /// Registers <paramref name="count"/> runtimes (before any fault), several at a time, and starts each beating as
+    /// soon as it is registered, so none goes stale while the others register.
+    /// </summary>
+    public async Task RegisterAsync(int count, CancellationToken faultsOver, CancellationToken cancellationToken)
     {
-        var registered = new (Guid Id, string Token)[count];
+        _runtimes = new (Guid Id, string Token)[count];
+        _stopAtTicks = new long[count];
+        var loops = new Task[count];
         await Parallel.ForEachAsync(Enumerable.Range(0, count), new ParallelOptions { MaxDegreeOfParallelism = 16, CancellationToken = cancellationToken }, async (i, ct) =>
         {
             using var response = await apis[i % apis.Count].Client.PostAsJsonAsync("/api/runtimes", new { name = $"runtime-{i}" }, ct);
             response.EnsureSuccessStatusCode();
             var created = await response.Content.ReadFromJsonAsync<JsonElement>(ct);
-            registered[i] = (created.GetProperty("id").GetGuid(), created.GetProperty("token").GetString()!);
+            var (id, token) = (created.GetProperty("id").GetGuid(), created.GetProperty("token").GetString()!);
+            _runtimes[i] = (id, token);
+            if (!await BeatAsync(apis[i % apis.Count], id, token, beatBefore: false, ct))
+            {
+                throw new InvalidOperationException($"the first beat of runtime {id} was not acknowledged");
+            }
+            loops[i] = BeatUntilAsync(id, token, i, faultsOver, cancellationToken);
         });
-        _runtimes.AddRange(registered);
+        _beating = Task.WhenAll(loops);
     }
 
-    /// <summary>
-    /// Beats until each runtime's stop time (<paramref name="stopAt"/>, by index), or, for those without one, until
-    /// <paramref name="faultsOver"/>.
-    /// </summary>
-    public Task RunAsync(Func<int, DateTime?> stopAt, CancellationToken faultsOver, CancellationToken cancellationToken) =>
-        Task.WhenAll(_runtimes.Select((runtime, i) => BeatUntilAsync(runtime.Id, runtime.Token, i, stopAt(i), faultsOver, cancellationToken)));
+    /// <summary>Runtime <paramref name="index"/> beats for the last time at or before <paramref name="at"/>.</summary>
+    public void StopAt(int index, DateTime at) => Volatile.Write(ref _stopAtTicks[index], at.Ticks);
 
-    private async Task BeatUntilAsync(Guid id, string token, int index, DateTime? stopAt, CancellationToken faultsOver, CancellationToken cancellationToken)
+    /// <summary>Ends when every runtime stopped beating.</summary>
+    public Task Beating => _beating;
+
+    private async Task BeatUntilAsync(Guid id, string token, int index, CancellationToken faultsOver, CancellationToken cancellationToken)
     {
-        // Spread the first beats over one interval, so the fleet beats steadily rather than in bursts.
-        await Task.Delay(beatInterval * (index % 100) / 100, cancellationToken);
-        var acknowledged = false;
-        for (var beat = 0; (stopAt is null || DateTime.UtcNow < stopAt) && !faultsOver.IsCancellationRequested; beat++)
+        for (var beat = 0; !faultsOver.IsCancellationRequested; beat++)
         {
             var sent = DateTime.UtcNow;
-            acknowledged |= await BeatAsync(apis[(index + beat) % apis.Count], id, token, acknowledged, cancellationToken);
             var next = sent + beatInterval;
             if (next > DateTime.UtcNow)
             {
                 await Task.Delay(next - DateTime.UtcNow, cancellationToken);
             }
+            var stopAt = Volatile.Read(ref _stopAtTicks[index]);
+            if (faultsOver.IsCancellationRequested || (stopAt != 0 && DateTime.UtcNow.Ticks >= stopAt))
+            {
+                return;
+            }
+            await BeatAsync(apis[(index + beat) % apis.Count], id, token, beatBefore: true, cancellationToken);
         }
     }
 
