@@ -26,6 +26,7 @@ internal sealed class FaultRun : IAsyncDisposable
     public static readonly TimeSpan Margin = TimeSpan.FromSeconds(30);
 
     private readonly ITestOutputHelper _output;
+    private readonly FaultServers _servers;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private readonly List<WorkerProcess> _workers = [];
     private readonly List<FaultProxy> _redisProxies = [];
@@ -42,11 +43,11 @@ internal sealed class FaultRun : IAsyncDisposable
     private int _workerCount;
     private bool _passed;
 
-    private FaultRun(string scenario, FaultSettings settings, PostgresCluster cluster, ITestOutputHelper output, int seed, string dir)
+    private FaultRun(string scenario, FaultSettings settings, FaultServers servers, ITestOutputHelper output, int seed, string dir)
     {
         Scenario = scenario;
         Settings = settings;
-        Cluster = cluster;
+        _servers = servers;
         _output = output;
         Seed = seed;
         Dir = dir;
@@ -55,7 +56,7 @@ internal sealed class FaultRun : IAsyncDisposable
 
     public string Scenario { get; }
     public FaultSettings Settings { get; }
-    public PostgresCluster Cluster { get; }
+    public PostgresCluster Cluster => _servers.Cluster;
     public int Seed { get; }
     public string Dir { get; }
     public Random Random { get; }
@@ -76,12 +77,12 @@ internal sealed class FaultRun : IAsyncDisposable
     /// <summary>Runtime ids of the fleet.</summary>
     public IReadOnlyList<Guid> Runtimes => _fleet?.Ids ?? [];
 
-    public static async Task<FaultRun> StartAsync(string scenario, FaultSettings settings, PostgresCluster cluster, ITestOutputHelper output)
+    public static async Task<FaultRun> StartAsync(string scenario, FaultSettings settings, FaultServers servers, ITestOutputHelper output)
     {
         var seed = int.TryParse(Environment.GetEnvironmentVariable("FAULT_SEED"), out var fixedSeed) ? fixedSeed : Random.Shared.Next(1, int.MaxValue);
         var dir = Path.Combine(ResultsRoot(), $"{scenario}-{DateTime.UtcNow:yyyyMMdd-HHmmss}");
         Directory.CreateDirectory(dir);
-        var run = new FaultRun(scenario, settings, cluster, output, seed, dir);
+        var run = new FaultRun(scenario, settings, servers, output, seed, dir);
         try
         {
             await run.StartAsync();
@@ -96,30 +97,35 @@ internal sealed class FaultRun : IAsyncDisposable
 
     private async Task StartAsync()
     {
+        var clock = Stopwatch.StartNew();
         _redis = await RedisServer.StartAsync(Path.Combine(Dir, "redis"), Settings.Aof);
         _observer = await ConnectionMultiplexer.ConnectAsync($"{Redis.Endpoint},allowAdmin=true,abortConnect=false,syncTimeout=30000,asyncTimeout=30000");
         _workerProxy = FaultProxy.Start(Redis.Port, Seed);
         _redisProxies.Add(_workerProxy);
+        // The workers need only Redis: they start (a few seconds of process start-up) while the instances do.
+        for (var i = 0; i < Settings.Workers; i++)
+        {
+            StartWorker();
+        }
         var database = await Cluster.CreateDatabaseAsync($"faults_{Guid.NewGuid():N}");
         DatabaseConnectionString = database;
         var postgresPort = new NpgsqlConnectionStringBuilder(database).Port;
         for (var i = 0; i < 2; i++)
         {
-            var redisProxy = FaultProxy.Start(Redis.Port, Seed + 1 + i);
-            var postgresProxy = FaultProxy.Start(postgresPort, Seed + 3 + i);
-            _redisProxies.Add(redisProxy);
-            _postgresProxies.Add(postgresProxy);
-            var postgres = new NpgsqlConnectionStringBuilder(database) { Port = postgresProxy.Port }.ConnectionString;
-            _apis.Add(await ApiInstance.StartAsync($"api-{i}", redisProxy.Endpoint, postgres, EngineSettings(), Path.Combine(Dir, $"api-{i}.log")));
+            _redisProxies.Add(FaultProxy.Start(Redis.Port, Seed + 1 + i));
+            _postgresProxies.Add(FaultProxy.Start(postgresPort, Seed + 3 + i));
         }
-        for (var i = 0; i < Settings.Workers; i++)
-        {
-            StartWorker();
-        }
+        _apis.AddRange(await Task.WhenAll(Enumerable.Range(0, 2).Select(i => ApiInstance.StartAsync(
+            $"api-{i}",
+            _redisProxies[i + 1].Endpoint,
+            new NpgsqlConnectionStringBuilder(database) { Port = _postgresProxies[i].Port }.ConnectionString,
+            EngineSettings(),
+            Path.Combine(Dir, $"api-{i}.log")))));
         await WaitUntilAsync(() => Task.FromResult(_workers.All(Started)), $"{Settings.Workers} workers started their sessions", 90);
         _feeder = new JobFeeder(Ledger, _apis, Queue, Seed);
         _fleet = new RuntimeFleet(Ledger, _apis, Interval);
         await _fleet.RegisterAsync(Settings.Runtimes, _faultsOver.Token, _stopLoad.Token);
+        _output.WriteLine($"{Scenario}: seed {Seed}, set up in {clock.Elapsed.TotalSeconds:F1} s (Redis, 2 instances, {Settings.Workers} workers, {Settings.Runtimes} runtimes)");
     }
 
     /// <summary>The engine's options, the same for the workers and the API instances.</summary>
@@ -235,15 +241,16 @@ internal sealed class FaultRun : IAsyncDisposable
     public async Task<FaultWindow> FaultAsync(string kind, string detail, bool silencesConsumers, Func<Task> body)
     {
         var fault = Ledger.Begin(kind, pid: null, detail, silencesConsumers);
+        FaultWindow window;
         try
         {
             await body();
         }
         finally
         {
-            fault.End(Settings.ConsumerTimeout);
+            window = fault.End(Settings.ConsumerTimeout);
         }
-        return Ledger.Faults.Last(f => f.StartMs == fault.StartMs && f.Kind == kind);
+        return window;
     }
 
     /// <summary>

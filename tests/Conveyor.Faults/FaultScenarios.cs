@@ -35,19 +35,19 @@ public sealed class FaultScenarios(FaultServers servers, ITestOutputHelper outpu
     [Fact]
     public async Task Processor_processes_killed_and_frozen_while_they_hold_claims()
     {
-        var settings = new FaultSettings { Jobs = 2500, FeedFor = TimeSpan.FromSeconds(18), Runtimes = 30 };
-        await using var run = await FaultRun.StartAsync(nameof(Processor_processes_killed_and_frozen_while_they_hold_claims), settings, servers.Cluster, output);
+        var settings = new FaultSettings { Jobs = 2000, FeedFor = TimeSpan.FromSeconds(15), Runtimes = 30 };
+        await using var run = await FaultRun.StartAsync(nameof(Processor_processes_killed_and_frozen_while_they_hold_claims), settings, servers, output);
         run.StartLoad(_ => null);
 
         await Task.Delay(TimeSpan.FromSeconds(2));
         // One worker frozen longer than ConsumerTimeout: the custodian must take its jobs back, its late acks must
         // change nothing. Six others killed (SIGKILL) while handlers run in them, each replaced.
         var frozen = run.LiveWorkers[0];
-        var freezing = run.FreezeWorkerAsync(frozen, settings.ConsumerTimeout + TimeSpan.FromSeconds(4));
+        var freezing = run.FreezeWorkerAsync(frozen, settings.ConsumerTimeout + TimeSpan.FromSeconds(2));
         var killedWhileRunning = new List<int>();
         for (var i = 0; i < 6; i++)
         {
-            await Task.Delay(TimeSpan.FromSeconds(2));
+            await Task.Delay(TimeSpan.FromSeconds(1.5));
             killedWhileRunning.Add(await run.KillWorkerHoldingClaimsAsync(spare: frozen));
         }
         await freezing;
@@ -64,7 +64,7 @@ public sealed class FaultScenarios(FaultServers servers, ITestOutputHelper outpu
     public async Task Redis_killed_and_restarted_with_appendfsync_always()
     {
         var settings = new FaultSettings { Jobs = 2000, FeedFor = TimeSpan.FromSeconds(16), Aof = true };
-        await using var run = await FaultRun.StartAsync(nameof(Redis_killed_and_restarted_with_appendfsync_always), settings, servers.Cluster, output);
+        await using var run = await FaultRun.StartAsync(nameof(Redis_killed_and_restarted_with_appendfsync_always), settings, servers, output);
         run.StartLoad(HalfStopWithin(run, TimeSpan.FromSeconds(14)));
 
         for (var i = 0; i < 5; i++)
@@ -88,7 +88,7 @@ public sealed class FaultScenarios(FaultServers servers, ITestOutputHelper outpu
     public async Task Redis_paused_7_s_shorter_than_the_consumer_timeout()
     {
         var settings = new FaultSettings { Jobs = 1500, FeedFor = TimeSpan.FromSeconds(12) };
-        await using var run = await FaultRun.StartAsync(nameof(Redis_paused_7_s_shorter_than_the_consumer_timeout), settings, servers.Cluster, output);
+        await using var run = await FaultRun.StartAsync(nameof(Redis_paused_7_s_shorter_than_the_consumer_timeout), settings, servers, output);
         run.StartLoad(HalfStopWithin(run, TimeSpan.FromSeconds(12)));
 
         await Task.Delay(TimeSpan.FromSeconds(3));
@@ -114,7 +114,7 @@ public sealed class FaultScenarios(FaultServers servers, ITestOutputHelper outpu
     public async Task Redis_frozen_30_s_longer_than_the_consumer_timeout()
     {
         var settings = new FaultSettings { Jobs = 1200, FeedFor = TimeSpan.FromSeconds(10) };
-        await using var run = await FaultRun.StartAsync(nameof(Redis_frozen_30_s_longer_than_the_consumer_timeout), settings, servers.Cluster, output);
+        await using var run = await FaultRun.StartAsync(nameof(Redis_frozen_30_s_longer_than_the_consumer_timeout), settings, servers, output);
         run.StartLoad(HalfStopWithin(run, TimeSpan.FromSeconds(36)));
 
         await Task.Delay(TimeSpan.FromSeconds(3));
@@ -142,7 +142,7 @@ public sealed class FaultScenarios(FaultServers servers, ITestOutputHelper outpu
     public async Task Connections_to_Redis_cut_mid_script()
     {
         var settings = new FaultSettings { Jobs = 2000, FeedFor = TimeSpan.FromSeconds(16) };
-        await using var run = await FaultRun.StartAsync(nameof(Connections_to_Redis_cut_mid_script), settings, servers.Cluster, output);
+        await using var run = await FaultRun.StartAsync(nameof(Connections_to_Redis_cut_mid_script), settings, servers, output);
         run.StartLoad(HalfStopWithin(run, TimeSpan.FromSeconds(16)));
 
         await Task.Delay(TimeSpan.FromSeconds(2));
@@ -180,56 +180,26 @@ public sealed class FaultScenarios(FaultServers servers, ITestOutputHelper outpu
         run.Passed();
     }
 
+    /// <summary>
+    /// A clean shutdown and a quick return, well within the stale window; then a crash, and back (after WAL replay)
+    /// only once every runtime looks stale to PostgreSQL, so flushes and sweeps of both instances race over the same
+    /// rows.
+    /// </summary>
     [Fact]
-    public async Task Postgres_stopped_during_flushes_and_sweeps()
-    {
-        var settings = new FaultSettings { Jobs = 400, FeedFor = TimeSpan.FromSeconds(15), Workers = 2, Runtimes = 150 };
-        await using var run = await FaultRun.StartAsync(nameof(Postgres_stopped_during_flushes_and_sweeps), settings, servers.Cluster, output);
-        // Half the runtimes stop at random moments, many during an outage: their last beat is one PostgreSQL had not
-        // seen when it went away.
-        run.StartLoad(HalfStopWithin(run, TimeSpan.FromSeconds(24)));
+    public Task Postgres_stopped_during_flushes_and_sweeps() => PostgresOutagesAsync(
+        nameof(Postgres_stopped_during_flushes_and_sweeps),
+        run => StopPostgresAsync(run, crash: false, TimeSpan.FromSeconds(2)),
+        run => StopPostgresAsync(run, crash: true, run.Settings.StaleWindow + TimeSpan.FromSeconds(4)));
 
-        await Task.Delay(TimeSpan.FromSeconds(3));
-        var outages = new List<FaultWindow>
-        {
-            // A clean shutdown and a quick return, well within the stale window.
-            await StopPostgresAsync(run, crash: false, TimeSpan.FromSeconds(2)),
-        };
-        await Task.Delay(TimeSpan.FromSeconds(3));
-        // A crash, and back (after WAL replay) only once every runtime looks stale to PostgreSQL: flushes and sweeps
-        // then race over the same rows.
-        outages.Add(await StopPostgresAsync(run, crash: true, settings.StaleWindow + TimeSpan.FromSeconds(4)));
-        var (summary, findings) = await run.FinishAsync();
-
-        AssertPresenceOutlived(run, summary, findings, outages);
-        run.Passed();
-    }
-
+    /// <summary>
+    /// Frozen, not stopped: connections stay open and statements hang mid-flush and mid-sweep. First shorter than the
+    /// stale window, then longer: afterwards every runtime looks stale to PostgreSQL while its beats wait in Redis.
+    /// </summary>
     [Fact]
-    public async Task Postgres_frozen_during_flushes_and_sweeps()
-    {
-        var settings = new FaultSettings { Jobs = 400, FeedFor = TimeSpan.FromSeconds(20), Workers = 2, Runtimes = 150 };
-        await using var run = await FaultRun.StartAsync(nameof(Postgres_frozen_during_flushes_and_sweeps), settings, servers.Cluster, output);
-        run.StartLoad(HalfStopWithin(run, TimeSpan.FromSeconds(28)));
-
-        await Task.Delay(TimeSpan.FromSeconds(3));
-        // Frozen, not stopped: connections stay open and statements hang mid-flush and mid-sweep. First shorter than the
-        // stale window, then longer: afterwards every runtime looks stale to PostgreSQL while its beats wait in Redis,
-        // so flushes and sweeps of both instances work on the same rows at once.
-        var outages = new List<FaultWindow>
-        {
-            await FreezePostgresAsync(run, TimeSpan.FromSeconds(5)),
-        };
-        await Task.Delay(TimeSpan.FromSeconds(3));
-        outages.Add(await FreezePostgresAsync(run, settings.StaleWindow + TimeSpan.FromSeconds(4)));
-        var (summary, findings) = await run.FinishAsync();
-        var deadlocks = await run.DeadlocksAsync();
-        output.WriteLine($"deadlocks detected by PostgreSQL: {deadlocks}");
-
-        AssertPresenceOutlived(run, summary, findings, outages);
-        Assert.True(deadlocks == 0, $"PostgreSQL detected {deadlocks} deadlocks between flushes and sweeps");
-        run.Passed();
-    }
+    public Task Postgres_frozen_during_flushes_and_sweeps() => PostgresOutagesAsync(
+        nameof(Postgres_frozen_during_flushes_and_sweeps),
+        run => FreezePostgresAsync(run, TimeSpan.FromSeconds(5)),
+        run => FreezePostgresAsync(run, run.Settings.StaleWindow + TimeSpan.FromSeconds(4)));
 
     [Fact]
     public async Task Maintenance_on_two_instances_at_once_with_one_slowed()
@@ -247,7 +217,7 @@ public sealed class FaultScenarios(FaultServers servers, ITestOutputHelper outpu
             FlushBatchSize = 10,
             InstanceLatency = [TimeSpan.FromMilliseconds(40), TimeSpan.FromMilliseconds(150)],
         };
-        await using var run = await FaultRun.StartAsync(nameof(Maintenance_on_two_instances_at_once_with_one_slowed), settings, servers.Cluster, output);
+        await using var run = await FaultRun.StartAsync(nameof(Maintenance_on_two_instances_at_once_with_one_slowed), settings, servers, output);
         run.StartLoad(_ => TimeSpan.FromSeconds(2 + run.Random.NextDouble() * 12));
 
         for (var i = 0; i < 3; i++)
@@ -260,6 +230,30 @@ public sealed class FaultScenarios(FaultServers servers, ITestOutputHelper outpu
         output.WriteLine($"deadlocks detected by PostgreSQL: {deadlocks}");
 
         AssertInvariants(run, summary, findings);
+        Assert.True(deadlocks == 0, $"PostgreSQL detected {deadlocks} deadlocks between flushes and sweeps");
+        run.Passed();
+    }
+
+    /// <summary>
+    /// Two PostgreSQL outages, <paramref name="shorter"/> then <paramref name="longer"/>, under light job load and 150
+    /// runtimes, half of which stop beating at random moments (many during an outage: their last beat is one
+    /// PostgreSQL had not seen when it went away).
+    /// </summary>
+    private async Task PostgresOutagesAsync(string scenario, Func<FaultRun, Task<FaultWindow>> shorter, Func<FaultRun, Task<FaultWindow>> longer)
+    {
+        var settings = new FaultSettings { Jobs = 400, FeedFor = TimeSpan.FromSeconds(18), Workers = 2, Runtimes = 150 };
+        await using var run = await FaultRun.StartAsync(scenario, settings, servers, output);
+        run.StartLoad(HalfStopWithin(run, TimeSpan.FromSeconds(26)));
+
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        var outages = new List<FaultWindow> { await shorter(run) };
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        outages.Add(await longer(run));
+        var (summary, findings) = await run.FinishAsync();
+        var deadlocks = await run.DeadlocksAsync();
+        output.WriteLine($"deadlocks detected by PostgreSQL: {deadlocks}");
+
+        AssertPresenceOutlived(run, summary, findings, outages);
         Assert.True(deadlocks == 0, $"PostgreSQL detected {deadlocks} deadlocks between flushes and sweeps");
         run.Passed();
     }

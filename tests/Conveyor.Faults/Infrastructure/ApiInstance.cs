@@ -20,11 +20,13 @@ internal sealed class ApiInstance : IAsyncDisposable
     public const string Key = "fault-suite-key";
 
     private readonly WebApplication _app;
+    private readonly FileLoggerProvider _log;
 
-    private ApiInstance(string name, WebApplication app, Uri address)
+    private ApiInstance(string name, WebApplication app, FileLoggerProvider log, Uri address)
     {
         Name = name;
         _app = app;
+        _log = log;
         Client = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(30) };
         Client.DefaultRequestHeaders.Add("x-functions-key", Key);
     }
@@ -51,6 +53,7 @@ internal sealed class ApiInstance : IAsyncDisposable
         {
             values[key.Replace("__", ":", StringComparison.Ordinal)] = value;
         }
+        var log = new FileLoggerProvider(logPath, name);
         var app = SelfHost.SelfHost.Build(
             ["--urls", "http://127.0.0.1:0"],
             configure: null,
@@ -58,14 +61,14 @@ internal sealed class ApiInstance : IAsyncDisposable
             {
                 builder.Configuration.AddInMemoryCollection(values);
                 builder.Logging.ClearProviders();
-                builder.Logging.AddProvider(new FileLoggerProvider(logPath, name));
+                builder.Logging.AddProvider(log);
                 builder.Logging.SetMinimumLevel(LogLevel.Information);
                 builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
                 builder.Logging.AddFilter("System", LogLevel.Warning);
             });
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.First();
-        return new ApiInstance(name, app, new Uri(address));
+        return new ApiInstance(name, app, log, new Uri(address));
     }
 
     public async ValueTask DisposeAsync()
@@ -80,5 +83,6 @@ internal sealed class ApiInstance : IAsyncDisposable
         {
         }
         await _app.DisposeAsync();
+        _log.Dispose();
     }
 }
