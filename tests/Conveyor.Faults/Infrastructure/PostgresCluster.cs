@@ -6,8 +6,8 @@ namespace Conveyor.Faults.Infrastructure;
 /// <summary>
 /// A PostgreSQL cluster of the fault suite's own (initdb in a temp folder, a free loopback port), so that stopping
 /// and freezing it never touches the server other tests use. Each scenario gets its own database in it. As root it
-/// runs as user <c>postgres</c> (PostgreSQL refuses root). pg_ctl makes the postmaster a process-group leader,
-/// so SIGSTOP to the group freezes the postmaster and every backend at once.
+/// runs as user <c>postgres</c> (PostgreSQL refuses root). Every backend and auxiliary process of PostgreSQL leads a
+/// process group of its own, so freezing it means SIGSTOP to the postmaster and to each of its children.
 /// </summary>
 internal sealed class PostgresCluster : IAsyncDisposable
 {
@@ -61,10 +61,58 @@ internal sealed class PostgresCluster : IAsyncDisposable
         return ConnectionString(name);
     }
 
-    /// <summary>SIGSTOP to the postmaster's process group: every connection stays open and nothing answers.</summary>
-    public void Freeze() => Signals.Send(-PostmasterPid(), Signals.Stop);
+    /// <summary>
+    /// SIGSTOP to the postmaster (first, so it forks nothing more) and to every process it started: every connection
+    /// stays open and nothing answers.
+    /// </summary>
+    public void Freeze()
+    {
+        var postmaster = PostmasterPid();
+        Signals.Send(postmaster, Signals.Stop);
+        foreach (var child in ChildrenOf(postmaster))
+        {
+            Signals.TrySend(child, Signals.Stop);
+        }
+    }
 
-    public void Thaw() => Signals.Send(-PostmasterPid(), Signals.Continue);
+    public void Thaw()
+    {
+        var postmaster = PostmasterPid();
+        foreach (var child in ChildrenOf(postmaster))
+        {
+            Signals.TrySend(child, Signals.Continue);
+        }
+        Signals.TrySend(postmaster, Signals.Continue);
+    }
+
+    /// <summary>Pids whose parent is <paramref name="parent"/>, from /proc/&lt;pid&gt;/stat (the field after the state).</summary>
+    private static List<int> ChildrenOf(int parent)
+    {
+        var children = new List<int>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), System.Globalization.CultureInfo.InvariantCulture, out var pid))
+            {
+                continue;
+            }
+            string stat;
+            try
+            {
+                stat = File.ReadAllText(Path.Combine(dir, "stat"));
+            }
+            catch (IOException)
+            {
+                continue; // gone meanwhile
+            }
+            // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after its last ')'.
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            if (fields.Length > 1 && int.TryParse(fields[1], System.Globalization.CultureInfo.InvariantCulture, out var ppid) && ppid == parent)
+            {
+                children.Add(pid);
+            }
+        }
+        return children;
+    }
 
     /// <summary>
     /// Stops the cluster; every connection is cut. <paramref name="crash"/>: immediate shutdown, no checkpoint (a crash,
@@ -81,7 +129,7 @@ internal sealed class PostgresCluster : IAsyncDisposable
             "start"]);
         var pid = PostmasterPid();
         var pgCtl = PgCommand("pg_ctl");
-        Watchdog.Guard(pid, $"kill -CONT -- -{pid}; {pgCtl} -D '{Data}' -m immediate stop; rm -rf '{_root}'");
+        Watchdog.Guard(pid, $"kill -CONT {pid}; for c in $(ps -o pid= --ppid {pid}); do kill -CONT $c; done; {pgCtl} -D '{Data}' -m immediate stop; rm -rf '{_root}'");
     }
 
     private int PostmasterPid() => int.Parse(File.ReadLines(Path.Combine(Data, "postmaster.pid")).First(), System.Globalization.CultureInfo.InvariantCulture);
@@ -118,7 +166,7 @@ internal sealed class PostgresCluster : IAsyncDisposable
     {
         if (File.Exists(Path.Combine(Data, "postmaster.pid")))
         {
-            Signals.TrySend(-PostmasterPid(), Signals.Continue);
+            Thaw();
             await StopAsync(crash: true);
         }
         Directory.Delete(_root, recursive: true);
