@@ -29,14 +29,14 @@ internal sealed class FaultRun : IAsyncDisposable
     private readonly FaultServers _servers;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private readonly List<WorkerProcess> _workers = [];
-    private readonly List<FaultProxy> _redisProxies = [];
+    private readonly List<FaultProxy> _instanceRedisProxies = [];
+    private readonly Dictionary<WorkerProcess, FaultProxy> _workerProxies = [];
     private readonly List<FaultProxy> _postgresProxies = [];
     private readonly List<ApiInstance> _apis = [];
     private readonly CancellationTokenSource _stopLoad = new();
     private readonly CancellationTokenSource _faultsOver = new();
     private RedisServer? _redis;
     private ConnectionMultiplexer? _observer;
-    private FaultProxy? _workerProxy;
     private JobFeeder? _feeder;
     private RuntimeFleet? _fleet;
     private Task _feeding = Task.CompletedTask;
@@ -66,16 +66,10 @@ internal sealed class FaultRun : IAsyncDisposable
     public IServer RedisAdmin => _observer!.GetServer(Redis.Endpoint);
     public string DatabaseConnectionString { get; private set; } = "";
 
-    /// <summary>Every proxy between the engine and Redis (the workers', each API instance's).</summary>
-    public IReadOnlyList<FaultProxy> RedisProxies => _redisProxies;
-
-    /// <summary>The proxy of each API instance to PostgreSQL.</summary>
-    public IReadOnlyList<FaultProxy> PostgresProxies => _postgresProxies;
+    /// <summary>Every proxy between the engine and Redis (each worker's, each API instance's).</summary>
+    public IReadOnlyList<FaultProxy> RedisProxies => [.. _workerProxies.Values, .. _instanceRedisProxies];
 
     public IReadOnlyList<WorkerProcess> LiveWorkers => [.. _workers.Where(w => !w.HasExited)];
-
-    /// <summary>Runtime ids of the fleet.</summary>
-    public IReadOnlyList<Guid> Runtimes => _fleet?.Ids ?? [];
 
     public static async Task<FaultRun> StartAsync(string scenario, FaultSettings settings, FaultServers servers, ITestOutputHelper output)
     {
@@ -100,8 +94,6 @@ internal sealed class FaultRun : IAsyncDisposable
         var clock = Stopwatch.StartNew();
         _redis = await RedisServer.StartAsync(Path.Combine(Dir, "redis"), Settings.Aof);
         _observer = await ConnectionMultiplexer.ConnectAsync($"{Redis.Endpoint},allowAdmin=true,abortConnect=false,syncTimeout=30000,asyncTimeout=30000");
-        _workerProxy = FaultProxy.Start(Redis.Port, Seed);
-        _redisProxies.Add(_workerProxy);
         // The workers need only Redis: they start (a few seconds of process start-up) while the instances do.
         for (var i = 0; i < Settings.Workers; i++)
         {
@@ -112,12 +104,12 @@ internal sealed class FaultRun : IAsyncDisposable
         var postgresPort = new NpgsqlConnectionStringBuilder(database).Port;
         for (var i = 0; i < 2; i++)
         {
-            _redisProxies.Add(FaultProxy.Start(Redis.Port, Seed + 1 + i));
+            _instanceRedisProxies.Add(FaultProxy.Start(Redis.Port, Seed + 1 + i));
             _postgresProxies.Add(FaultProxy.Start(postgresPort, Seed + 3 + i));
         }
         _apis.AddRange(await Task.WhenAll(Enumerable.Range(0, 2).Select(i => ApiInstance.StartAsync(
             $"api-{i}",
-            _redisProxies[i + 1].Endpoint,
+            _instanceRedisProxies[i].Endpoint,
             new NpgsqlConnectionStringBuilder(database) { Port = _postgresProxies[i].Port }.ConnectionString,
             EngineSettings(),
             Path.Combine(Dir, $"api-{i}.log")))));
@@ -147,14 +139,38 @@ internal sealed class FaultRun : IAsyncDisposable
         ["Conveyor__Presence__SweepBatchSize"] = $"{Settings.FlushBatchSize}",
     };
 
+    /// <summary>Starts a worker process, with a proxy of its own in front of Redis (so its network can fail alone).</summary>
     public WorkerProcess StartWorker()
     {
+        var proxy = FaultProxy.Start(Redis.Port, Seed + 10 + _workerCount);
         var environment = EngineSettings();
-        environment["Conveyor__Redis__ConnectionString"] = _workerProxy!.Endpoint;
+        environment["Conveyor__Redis__ConnectionString"] = proxy.Endpoint;
         environment["FAULT_QUEUE"] = Queue;
         var worker = WorkerProcess.Start(Dir, $"worker-{++_workerCount}", environment);
         _workers.Add(worker);
+        _workerProxies[worker] = proxy;
         return worker;
+    }
+
+    /// <summary>
+    /// Cuts <paramref name="worker"/> off from Redis for <paramref name="length"/>, while handlers run in it: its proxy
+    /// stops forwarding (connections stay open, as in a network partition); the process itself runs on.
+    /// </summary>
+    public async Task CutOffFromRedisAsync(WorkerProcess worker, TimeSpan length)
+    {
+        await WaitUntilAsync(() => Task.FromResult(RunningIn(worker) > 0), "the worker to cut off runs a handler", 30);
+        var proxy = _workerProxies[worker];
+        var fault = Ledger.Begin("network to Redis stalled", worker.Pid, $"{length.TotalSeconds} s", silencesConsumers: true);
+        proxy.Stall();
+        try
+        {
+            await Task.Delay(length);
+        }
+        finally
+        {
+            proxy.Resume();
+            fault.End(Settings.ConsumerTimeout);
+        }
     }
 
     private bool Started(WorkerProcess worker) =>
@@ -170,7 +186,7 @@ internal sealed class FaultRun : IAsyncDisposable
         // Set up at full speed; the instances' paths slow down only now.
         for (var i = 0; i < _apis.Count; i++)
         {
-            _redisProxies[i + 1].Latency = _postgresProxies[i].Latency = Settings.InstanceLatency[i];
+            _instanceRedisProxies[i].Latency = _postgresProxies[i].Latency = Settings.InstanceLatency[i];
         }
         var start = DateTime.UtcNow;
         for (var i = 0; i < Settings.Runtimes; i++)
@@ -365,20 +381,6 @@ internal sealed class FaultRun : IAsyncDisposable
         return seen;
     }
 
-    /// <summary>Statuses of the runtimes, read straight from PostgreSQL.</summary>
-    public async Task<Dictionary<Guid, string>> StatusesAsync()
-    {
-        var statuses = new Dictionary<Guid, string>();
-        await using var dataSource = NpgsqlDataSource.Create(DatabaseConnectionString);
-        await using var command = dataSource.CreateCommand("SELECT id, status FROM runtimes");
-        await using var reader = await command.ExecuteReaderAsync();
-        while (await reader.ReadAsync())
-        {
-            statuses[reader.GetGuid(0)] = reader.GetString(1);
-        }
-        return statuses;
-    }
-
     /// <summary>Deadlocks PostgreSQL detected (and broke by aborting a transaction) in the scenario's database.</summary>
     public async Task<long> DeadlocksAsync()
     {
@@ -459,7 +461,7 @@ internal sealed class FaultRun : IAsyncDisposable
         {
             await api.DisposeAsync();
         }
-        foreach (var proxy in _redisProxies.Concat(_postgresProxies))
+        foreach (var proxy in RedisProxies.Concat(_postgresProxies))
         {
             await proxy.DisposeAsync();
         }

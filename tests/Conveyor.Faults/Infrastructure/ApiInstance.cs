@@ -22,16 +22,13 @@ internal sealed class ApiInstance : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly FileLoggerProvider _log;
 
-    private ApiInstance(string name, WebApplication app, FileLoggerProvider log, Uri address)
+    private ApiInstance(WebApplication app, FileLoggerProvider log, Uri address)
     {
-        Name = name;
         _app = app;
         _log = log;
         Client = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(30) };
         Client.DefaultRequestHeaders.Add("x-functions-key", Key);
     }
-
-    public string Name { get; }
 
     public HttpClient Client { get; }
 
@@ -68,7 +65,7 @@ internal sealed class ApiInstance : IAsyncDisposable
             });
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.First();
-        return new ApiInstance(name, app, log, new Uri(address));
+        return new ApiInstance(app, log, new Uri(address));
     }
 
     public async ValueTask DisposeAsync()

@@ -29,9 +29,6 @@ internal sealed class WorkerProcess : IDisposable
 
     public bool HasExited => _process.HasExited;
 
-    /// <summary>Killed by the scenario (SIGKILL).</summary>
-    public bool Killed { get; private set; }
-
     public static WorkerProcess Start(string dir, string name, IReadOnlyDictionary<string, string> environment)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "Conveyor.FaultWorker.dll");
@@ -68,7 +65,6 @@ internal sealed class WorkerProcess : IDisposable
     /// <summary>SIGKILL: no graceful end, its claims stay in Redis until the custodian takes them back.</summary>
     public void Kill()
     {
-        Killed = true;
         Signals.TrySend(Pid, Signals.Continue);
         _process.Kill();
         _process.WaitForExit();

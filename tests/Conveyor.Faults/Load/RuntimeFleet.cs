@@ -20,8 +20,6 @@ internal sealed class RuntimeFleet(Ledger.Ledger ledger, IReadOnlyList<ApiInstan
     private long[] _stopAtTicks = [];
     private Task _beating = Task.CompletedTask;
 
-    public IReadOnlyList<Guid> Ids => [.. _runtimes.Select(r => r.Id)];
-
     /// <summary>
     /// Registers <paramref name="count"/> runtimes (before any fault), several at a time, and starts each beating as
     /// soon as it is registered, so none goes stale while the others register.
