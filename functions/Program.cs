@@ -1,6 +1,7 @@
 using Azure.Core;
 using Azure.Monitor.OpenTelemetry.Exporter;
 using Conveyor;
+using Conveyor.Api;
 using Conveyor.Functions;
 using Microsoft.ApplicationInsights.Extensibility;
 using Microsoft.Azure.Functions.Worker;
@@ -14,6 +15,20 @@ using OpenTelemetry.Trace;
 
 var builder = FunctionsApplication.CreateBuilder(args);
 builder.ConfigureFunctionsWebApplication();
+// Handlers map the errors they expect (Problems.GuardAsync); one they did not expect answers the same 500 problem as
+// the self-host's exception handler instead of the host's empty 500. Inside the ASP.NET Core proxying middleware,
+// which registered first, so the HTTP response is still ours to write.
+builder.Use(next => async context =>
+{
+    try
+    {
+        await next(context);
+    }
+    catch (Exception ex) when (context.GetHttpContext() is { Response.HasStarted: false } http)
+    {
+        await Problems.WriteUnexpectedAsync(http, ex);
+    }
+});
 
 // Application Insights: WorkerService 2.x (Worker.ApplicationInsights breaks on 3.x) for requests and logs,
 // OpenTelemetry for Conveyor's own meter and traces. Local auth is off in Azure: both use Entra.

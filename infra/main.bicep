@@ -2,8 +2,9 @@
 // all reached with one user-assigned managed identity and Microsoft Entra tokens. No secrets anywhere.
 //
 // Deploy with `azd up` (azure.yaml at the repository root) or
-// `az deployment group create -g <rg> -f infra/main.bicep -p environmentName=<env>`; see docs/deploy.md.
-// Check locally with `infra/check` (build + lint with Bicep 0.49.2, fails on any warning).
+// `az deployment group create -g <rg> -f infra/main.bicep -p environmentName=<env> postgresAdmin...=...` and the
+// hooks by hand; see docs/deploy.md. Check locally with `infra/check` (build + lint with Bicep 0.49.2, fails on
+// any warning); tests/Conveyor.Tests/Infra checks the compiled template and runs the hooks.
 targetScope = 'resourceGroup'
 
 @description('Environment name (azd AZURE_ENV_NAME); part of every resource name.')
@@ -11,12 +12,37 @@ targetScope = 'resourceGroup'
 @maxLength(40)
 param environmentName string
 
-@description('Azure region for every resource. Flex Consumption, Azure Managed Redis and PostgreSQL flexible server must all be available there.')
-param location string = resourceGroup().location
+// Regions with Flex Consumption (Azure-Samples/functions-quickstart-dotnet-azd infra/main.bicep; its canary
+// region eastus2euap left out). Azure Managed Redis and PostgreSQL flexible server must be offered there too.
+@description('Azure region for every resource: one that has Flex Consumption, Azure Managed Redis and PostgreSQL flexible server.')
+@allowed([
+  'australiaeast'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'northcentralus'
+  'northeurope'
+  'southcentralus'
+  'southeastasia'
+  'swedencentral'
+  'uksouth'
+  'westcentralus'
+  'westeurope'
+  'westus2'
+])
+@metadata({ azd: { type: 'location' } })
+param location string
+
+@description('Private networking: Flex Consumption VNet integration, and private endpoints for storage (blob, queue, table), Redis and PostgreSQL with their public network access turned off. The hooks then have to run from a machine inside that network. False (default): public endpoints, Entra-only and TLS-only, PostgreSQL behind its firewall (see postgresAllowAzureServices).')
+param privateNetworking bool = false
 
 // ---- Function app (Flex Consumption) ----
 
-@description('Most instances per function group (Flex Consumption, 40-1000). Timers run one invocation at a time whatever this is.')
+@description('Most instances per function group (Flex Consumption, 40-1000). The HTTP functions share one group; each timer function is its own group and runs on one instance. Bounded by the PostgreSQL connection budget below.')
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 100
@@ -62,7 +88,41 @@ param dotnetIsolatedPlaceholder string = '0'
 
 // ---- Redis ----
 
-@description('Azure Managed Redis SKU.')
+@description('Azure Managed Redis SKU. Only in-memory tiers (Balanced, Memory Optimized, Compute Optimized): all of them support data persistence, which Conveyor turns on (AOF). Size it for the backlog that may build up: Redis runs noeviction and refuses writes when full.')
+@allowed([
+  'Balanced_B0'
+  'Balanced_B1'
+  'Balanced_B3'
+  'Balanced_B5'
+  'Balanced_B10'
+  'Balanced_B20'
+  'Balanced_B50'
+  'Balanced_B100'
+  'Balanced_B150'
+  'Balanced_B250'
+  'Balanced_B350'
+  'Balanced_B500'
+  'Balanced_B700'
+  'Balanced_B1000'
+  'MemoryOptimized_M10'
+  'MemoryOptimized_M20'
+  'MemoryOptimized_M50'
+  'MemoryOptimized_M100'
+  'MemoryOptimized_M150'
+  'MemoryOptimized_M250'
+  'MemoryOptimized_M350'
+  'MemoryOptimized_M500'
+  'MemoryOptimized_M700'
+  'MemoryOptimized_M1000'
+  'MemoryOptimized_M1500'
+  'MemoryOptimized_M2000'
+  'ComputeOptimized_X3'
+  'ComputeOptimized_X5'
+  'ComputeOptimized_X10'
+  'ComputeOptimized_X20'
+  'ComputeOptimized_X50'
+  'ComputeOptimized_X100'
+])
 param redisSkuName string = 'Balanced_B0'
 
 // ---- PostgreSQL ----
@@ -71,34 +131,78 @@ param redisSkuName string = 'Balanced_B0'
 @allowed(['14', '15', '16', '17'])
 param postgresVersion string = '16'
 
-@description('PostgreSQL compute SKU.')
-param postgresSkuName string = 'Standard_B1ms'
-
-@description('PostgreSQL compute tier matching postgresSkuName.')
-@allowed(['Burstable', 'GeneralPurpose', 'MemoryOptimized'])
-param postgresSkuTier string = 'Burstable'
+@description('PostgreSQL compute SKU; its tier and connection limit come from postgresSkus below. Standard_B1ms is not offered: its 35 user connections cannot serve the 40 instances Flex Consumption may start at the least.')
+@allowed([
+  'Standard_B2s'
+  'Standard_B2ms'
+  'Standard_B4ms'
+  'Standard_B8ms'
+  'Standard_B12ms'
+  'Standard_D2ds_v5'
+  'Standard_D4ds_v5'
+  'Standard_D8ds_v5'
+  'Standard_D16ds_v5'
+  'Standard_E2ds_v5'
+  'Standard_E4ds_v5'
+])
+param postgresSkuName string = 'Standard_B2s'
 
 @description('PostgreSQL storage in GB.')
 param postgresStorageSizeGB int = 32
 
-@description('Firewall rule 0.0.0.0 (any Azure service). Needed by Flex Consumption without VNet integration.')
+@description('Npgsql Maximum Pool Size per app instance: the most PostgreSQL connections one instance opens. pool x (maximumInstanceCount + timer functions) + 20 must fit the SKU\'s max_connections, or the deployment is rejected.')
+@minValue(1)
+@maxValue(100)
+param postgresMaxPoolSize int = 3
+
+@description('Public networking only: firewall rule 0.0.0.0, which admits any Azure service or resource (any tenant\'s) to the PostgreSQL endpoint; Entra authentication and verified TLS still apply. Flex Consumption without VNet integration has no fixed outbound address, so the app needs it. Use privateNetworking to do without.')
 param postgresAllowAzureServices bool = true
 
-@description('First address of an extra allowed client range for PostgreSQL (e.g. the machine that runs migrations). Empty: none.')
+@description('Public networking only: first address of an extra allowed client range for PostgreSQL (the machine that runs the hooks). Empty: none.')
 param postgresClientIpStart string = ''
 
 @description('Last address of that range. Empty: same as postgresClientIpStart.')
 param postgresClientIpEnd string = ''
 
-@description('Object id of an extra PostgreSQL Entra administrator that runs migrations (azd: the signed-in user). Empty: none.')
-param postgresAdminObjectId string = ''
+@description('Object id of the PostgreSQL Entra administrator: the principal that runs the hooks (azd: the one signed in to az, chosen by infra/hooks/preprovision.sh). The app\'s identity is never an administrator.')
+@minLength(36)
+@maxLength(36)
+param postgresAdminObjectId string
 
-@description('Name of that administrator: user principal name, group name or service principal display name. It is the PostgreSQL user name.')
-param postgresAdminName string = ''
+@description('Name of that administrator: user principal name, group name, or service principal / managed identity display name. It is the PostgreSQL role name the hooks sign in as.')
+@minLength(1)
+param postgresAdminName string
 
 @description('Kind of that administrator.')
 @allowed(['User', 'Group', 'ServicePrincipal'])
 param postgresAdminType string = 'User'
+
+// ---- PostgreSQL connection budget ----
+// max_connections of each offered SKU (learn.microsoft.com/azure/postgresql/flexible-server/concepts-limits,
+// "Maximum connections"); Azure keeps 15 of them for replication and monitoring.
+var postgresSkus = {
+  Standard_B2s: { tier: 'Burstable', maxConnections: 429 }
+  Standard_B2ms: { tier: 'Burstable', maxConnections: 859 }
+  Standard_B4ms: { tier: 'Burstable', maxConnections: 1718 }
+  Standard_B8ms: { tier: 'Burstable', maxConnections: 3437 }
+  Standard_B12ms: { tier: 'Burstable', maxConnections: 5000 }
+  Standard_D2ds_v5: { tier: 'GeneralPurpose', maxConnections: 859 }
+  Standard_D4ds_v5: { tier: 'GeneralPurpose', maxConnections: 1718 }
+  Standard_D8ds_v5: { tier: 'GeneralPurpose', maxConnections: 3437 }
+  Standard_D16ds_v5: { tier: 'GeneralPurpose', maxConnections: 5000 }
+  Standard_E2ds_v5: { tier: 'MemoryOptimized', maxConnections: 1718 }
+  Standard_E4ds_v5: { tier: 'MemoryOptimized', maxConnections: 3437 }
+}
+var postgresAzureReservedConnections = 15
+// The hooks' own sessions (psql, the migration's pool) and an administrator's psql.
+var postgresOperatorConnections = 5
+// Flex Consumption scales per function group. Scaled groups reach maximumInstanceCount: `http` (every HTTP
+// function). Each timer function is a group of its own that runs on one instance (its listener is a blob-lease
+// singleton). Keep these in step with functions/: InfraTemplateTests counts the triggers there.
+var scaledFunctionGroups = 1
+var singleInstanceFunctionGroups = 5
+var appInstances = maximumInstanceCount * scaledFunctionGroups + singleInstanceFunctionGroups
+var postgresConnectionHeadroom = postgresSkus[postgresSkuName].maxConnections - postgresAzureReservedConnections - postgresOperatorConnections - postgresMaxPoolSize * appInstances
 
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -112,7 +216,9 @@ var names = {
   functionApp: 'func-conveyor-${resourceToken}'
   redis: 'redis-conveyor-${resourceToken}'
   postgres: 'psql-conveyor-${resourceToken}'
+  // Created by infra/hooks/postprovision.sh, not by this template (see modules/postgres.bicep).
   database: 'conveyor'
+  vnet: 'vnet-conveyor-${resourceToken}'
 }
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2024-11-30' = {
@@ -132,6 +238,15 @@ module monitoring 'modules/monitoring.bicep' = {
   }
 }
 
+module network 'modules/network.bicep' = if (privateNetworking) {
+  name: 'network'
+  params: {
+    location: location
+    tags: tags
+    vnetName: names.vnet
+  }
+}
+
 module storage 'modules/storage.bicep' = {
   name: 'storage'
   params: {
@@ -140,6 +255,7 @@ module storage 'modules/storage.bicep' = {
     storageAccountName: names.storage
     deploymentContainerName: names.deploymentContainer
     principalId: identity.properties.principalId
+    publicNetworkAccess: !privateNetworking
   }
 }
 
@@ -151,6 +267,7 @@ module redis 'modules/redis.bicep' = {
     redisName: names.redis
     skuName: redisSkuName
     principalId: identity.properties.principalId
+    publicNetworkAccess: !privateNetworking
   }
 }
 
@@ -160,21 +277,53 @@ module postgres 'modules/postgres.bicep' = {
     location: location
     tags: tags
     serverName: names.postgres
-    databaseName: names.database
     version: postgresVersion
     skuName: postgresSkuName
-    skuTier: postgresSkuTier
+    skuTier: postgresSkus[postgresSkuName].tier
     storageSizeGB: postgresStorageSizeGB
+    publicNetworkAccess: !privateNetworking
     allowAzureServices: postgresAllowAzureServices
     clientIpStart: postgresClientIpStart
     clientIpEnd: postgresClientIpEnd
-    appPrincipalId: identity.properties.principalId
-    appPrincipalName: identity.name
-    extraAdminObjectId: postgresAdminObjectId
-    extraAdminName: postgresAdminName
-    extraAdminType: postgresAdminType
+    adminObjectId: postgresAdminObjectId
+    adminName: postgresAdminName
+    adminType: postgresAdminType
+    connectionHeadroom: postgresConnectionHeadroom
   }
 }
+
+// Private endpoints: one per storage sub-resource the host (and the coming wake queue) uses, one for Redis, one for
+// PostgreSQL. Built from module outputs, so each waits for its service and for the network.
+var privateEndpoints = [
+  { name: 'pe-${names.storage}-blob', groupId: 'blob', zone: 'blob' }
+  { name: 'pe-${names.storage}-queue', groupId: 'queue', zone: 'queue' }
+  { name: 'pe-${names.storage}-table', groupId: 'table', zone: 'table' }
+  { name: 'pe-${names.redis}', groupId: 'redisEnterprise', zone: 'redis' }
+  { name: 'pe-${names.postgres}', groupId: 'postgresqlServer', zone: 'postgres' }
+]
+var privateEndpointServiceIds = {
+  blob: storage.outputs.storageAccountId
+  queue: storage.outputs.storageAccountId
+  table: storage.outputs.storageAccountId
+  redisEnterprise: redis.outputs.redisId
+  postgresqlServer: postgres.outputs.serverId
+}
+
+@batchSize(1)
+module endpoints 'modules/private-endpoint.bicep' = [
+  for endpoint in privateEndpoints: if (privateNetworking) {
+    name: endpoint.name
+    params: {
+      location: location
+      tags: tags
+      name: endpoint.name
+      serviceId: privateEndpointServiceIds[endpoint.groupId]
+      groupId: endpoint.groupId
+      subnetId: network.?outputs.privateEndpointSubnetId ?? ''
+      privateDnsZoneId: network.?outputs.zoneIds[endpoint.zone] ?? ''
+    }
+  }
+]
 
 module functionApp 'modules/function-app.bicep' = {
   name: 'function-app'
@@ -195,7 +344,9 @@ module functionApp 'modules/function-app.bicep' = {
     redisHostName: redis.outputs.hostName
     redisPort: redis.outputs.port
     postgresFqdn: postgres.outputs.fullyQualifiedDomainName
-    postgresDatabaseName: postgres.outputs.databaseName
+    postgresDatabaseName: names.database
+    postgresMaxPoolSize: postgresMaxPoolSize
+    virtualNetworkSubnetId: network.?outputs.appSubnetId ?? ''
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     functionTimeout: functionTimeout
@@ -211,10 +362,12 @@ module functionApp 'modules/function-app.bicep' = {
     }
     dotnetIsolatedPlaceholder: dotnetIsolatedPlaceholder
   }
+  // With private networking the app must not start before its endpoints resolve.
+  dependsOn: [endpoints]
 }
 
-// Outputs use azd's UPPER_SNAKE convention: azd stores them in the environment (.azure/<env>/.env), where
-// infra/hooks/postprovision.sh reads them.
+// Outputs use azd's UPPER_SNAKE convention: azd stores them in the environment (.azure/<env>/.env), where the
+// hooks read them.
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = subscription().tenantId
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.appName
@@ -230,6 +383,10 @@ output AZURE_REDIS_NAME string = redis.outputs.redisName
 output AZURE_REDIS_HOST string = '${redis.outputs.hostName}:${redis.outputs.port}'
 output AZURE_POSTGRES_SERVER_NAME string = postgres.outputs.serverName
 output AZURE_POSTGRES_FQDN string = postgres.outputs.fullyQualifiedDomainName
-output AZURE_POSTGRES_DATABASE string = postgres.outputs.databaseName
+output AZURE_POSTGRES_PORT int = 5432
+output AZURE_POSTGRES_DATABASE string = names.database
+@description('Connections the PostgreSQL server has left when every app instance holds a full pool.')
+output AZURE_POSTGRES_CONNECTION_HEADROOM int = postgres.outputs.connectionHeadroom
+output CONVEYOR_PRIVATE_NETWORKING bool = privateNetworking
 @description('The app\'s connection string (user = the identity\'s role). Holds no password: Entra tokens authenticate.')
-output CONVEYOR_POSTGRES_CONNECTION_STRING string = 'Host=${postgres.outputs.fullyQualifiedDomainName};Database=${postgres.outputs.databaseName};Username=${identity.name};Ssl Mode=Require'
+output CONVEYOR_POSTGRES_CONNECTION_STRING string = functionApp.outputs.postgresConnectionString

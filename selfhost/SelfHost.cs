@@ -19,6 +19,7 @@ public static class SelfHost
         var conveyor = builder.Services.AddConveyor(builder.Configuration);
         configure?.Invoke(conveyor);
         builder.Services.AddOpenApi();
+        builder.Services.AddConveyorProblemDetails();
         builder.Services.AddHostedService<ScheduledMaintenance>();
         builder.Services.AddHostedService<ProcessorService>();
         builder.Services.AddSingleton<ApiKeyMiddleware>();
@@ -27,13 +28,17 @@ public static class SelfHost
             host.ShutdownTimeout = processor.Value.ShutdownGrace + TimeSpan.FromSeconds(15));
 
         var app = builder.Build();
+        // What no handler answers is problem JSON too: an unexpected exception (500, logged here), an unknown route
+        // (404) and a wrong method (405).
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
         app.UseMiddleware<ApiKeyMiddleware>();
         app.MapConveyorApi();
         app.MapOpenApi("/api/openapi.json");
         return app;
     }
 
-    /// <summary>Applies pending PostgreSQL migrations and exits (azd's post-provision hook, <c>./dev up</c>).</summary>
+    /// <summary>Applies pending PostgreSQL migrations and exits (azd's pre-deploy hook, <c>./dev up</c>).</summary>
     public static async Task<int> MigrateAsync(WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);

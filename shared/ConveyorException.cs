@@ -16,3 +16,17 @@ public sealed class ConveyorValidationException(string field, string message)
     /// <summary>What is wrong with it, without the field name.</summary>
     public string Reason { get; } = message;
 }
+
+/// <summary>
+/// A job was sent to a queue the registry does not list while the registry already holds
+/// <see cref="MaxQueues"/> queues (<c>Conveyor:Queue:MaxQueues</c>). Nothing was written.
+/// </summary>
+public sealed class ConveyorQueueLimitException(string queue, int maxQueues)
+    : ConveyorException($"Queue '{queue}' is new and the registry already holds {maxQueues} queues (Conveyor:Queue:MaxQueues); queues empty for Conveyor:Custodian:EmptyQueueRetention are dropped")
+{
+    /// <summary>The queue that could not be created.</summary>
+    public string Queue { get; } = queue;
+
+    /// <summary>The configured bound.</summary>
+    public int MaxQueues { get; } = maxQueues;
+}

@@ -13,7 +13,8 @@ namespace Conveyor.Bench;
 
 /// <summary>
 /// Enqueues N no-op jobs in batches, drains them with one processor session at concurrency C, then
-/// measures enqueue-to-start latency on an idle queue. Prints one JSON line.
+/// measures enqueue-to-start latency on an idle queue, then the slowest script call at the largest batches
+/// with the largest payloads (<see cref="ScriptCost"/>). Prints one JSON line.
 /// </summary>
 internal static class QueueBench
 {
@@ -117,8 +118,15 @@ internal static class QueueBench
             ["redisCpuDrainPct"] = Math.Round(100 * drainDelta.CpuSeconds / drainSeconds, 1),
             ["acked"] = result.Acked,
         };
+        // 4. The slowest script call at the largest batches, with the largest payloads.
+        var maxPayload = provider.GetRequiredService<Microsoft.Extensions.Options.IOptions<QueueOptions>>().Value.MaxPayloadBytes;
+        foreach (var (key, value) in await ScriptCost.MeasureAsync(db, server, producer, maxPayload))
+        {
+            line[key] = value;
+        }
         Console.WriteLine(JsonSerializer.Serialize(line));
-        await db.KeyDeleteAsync([$"conveyor:{{{queue}}}:jobs", $"conveyor:{{{queue}}}:seq", $"conveyor:{{{queue}}}:consumers"]);
+        await db.KeyDeleteAsync([$"conveyor:{{{queue}}}:jobs", $"conveyor:{{{queue}}}:state", $"conveyor:{{{queue}}}:payloads", $"conveyor:{{{queue}}}:seq",
+            $"conveyor:{{{queue}}}:consumers", $"conveyor:{{{queue}}}:registered", $"conveyor:{{{queue}}}:idle"]);
         await db.SetRemoveAsync("conveyor:queues", queue);
         return 0;
     }

@@ -53,7 +53,15 @@ param postgresFqdn string
 @description('PostgreSQL database name.')
 param postgresDatabaseName string
 
-@description('Most instances per function group (40-1000).')
+@description('Npgsql Maximum Pool Size: the most PostgreSQL connections one instance opens (see main.bicep for the budget).')
+@minValue(1)
+@maxValue(100)
+param postgresMaxPoolSize int
+
+@description('Subnet for VNet integration (delegated to Microsoft.App/environments). Empty: no VNet integration (public networking).')
+param virtualNetworkSubnetId string = ''
+
+@description('Most instances per function group (Flex Consumption: 40-1000). Every HTTP function shares the group `http`; each other function has its own group.')
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int
@@ -87,6 +95,12 @@ param schedules {
 @allowed(['0', '1'])
 param dotnetIsolatedPlaceholder string
 
+// The app's connection string: the role is the identity's name and the Entra token is the password (no Password
+// here). VerifyFull: the server certificate must chain to a trusted root (the system store; Azure's roots are
+// DigiCert Global Root G2 and Microsoft RSA Root CA 2017) and name this host, so the token is only ever sent to
+// this server. Maximum Pool Size bounds this instance's share of the server's connections.
+var postgresConnectionString = 'Host=${postgresFqdn};Port=5432;Database=${postgresDatabaseName};Username=${identityName};Ssl Mode=VerifyFull;Maximum Pool Size=${postgresMaxPoolSize}'
+
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
 }
@@ -119,6 +133,9 @@ resource app 'Microsoft.Web/sites@2025-03-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Flex Consumption VNet integration: outbound traffic to storage, Redis and PostgreSQL goes through the subnet
+    // and their private endpoints. Inbound HTTP stays public (producers and runtimes call the API).
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {
       minTlsVersion: '1.2'
       // On Flex Consumption the runtime comes from functionAppConfig.runtime: FUNCTIONS_WORKER_RUNTIME and
@@ -142,12 +159,9 @@ resource app 'Microsoft.Web/sites@2025-03-01' = {
         { name: 'Conveyor__Redis__UseEntraId', value: 'true' }
         { name: 'Conveyor__Redis__PrincipalId', value: identityPrincipalId }
         // Conveyor: PostgreSQL with Entra (role = the identity's name; the token is the password).
-        {
-          name: 'Conveyor__Postgres__ConnectionString'
-          value: 'Host=${postgresFqdn};Database=${postgresDatabaseName};Username=${identityName};Ssl Mode=Require'
-        }
+        { name: 'Conveyor__Postgres__ConnectionString', value: postgresConnectionString }
         { name: 'Conveyor__Postgres__UseEntraId', value: 'true' }
-        // The post-provision hook migrates as the Entra administrator; the app's role only gets table rights.
+        // The hooks migrate as the Entra administrator; the app's role only gets rights on the tables.
         { name: 'Conveyor__Postgres__MigrateOnStart', value: 'false' }
         { name: 'Conveyor__Identity__ClientId', value: identityClientId }
         // Conveyor: processor sessions. Session + 30 s shutdown grace < functionTimeout.
@@ -188,3 +202,5 @@ resource app 'Microsoft.Web/sites@2025-03-01' = {
 output appName string = app.name
 output planName string = plan.name
 output defaultHostName string = app.properties.defaultHostName
+@description('The app\'s PostgreSQL connection string (no password: Entra tokens authenticate).')
+output postgresConnectionString string = postgresConnectionString

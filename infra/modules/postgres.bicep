@@ -1,6 +1,15 @@
 // Azure Database for PostgreSQL flexible server, Microsoft Entra authentication only (no passwords anywhere).
-// The app's managed identity is an Entra administrator; optionally a second administrator (the deploying
-// developer or a CI principal) so migrations can run from outside Azure.
+//
+// What this module deliberately does NOT create, and why (docs/deploy.md, "Database ownership"):
+// - the `conveyor` database. Created here, it would be created by the resource provider before any Entra
+//   administrator exists and end up owned by a system role (azuresu), so no administrator could ever create
+//   tables in its `public` schema (PostgreSQL 15+) or hand it over. infra/hooks/postprovision.sh creates it,
+//   owned by the NOLOGIN role `conveyor_owner`, which every migrating administrator is made a member of.
+// - the app's role. The app's managed identity is NOT an Entra administrator (that would make it a member of
+//   azure_pg_admin, with CREATEROLE and CREATEDB); the post-provision hook creates its role with
+//   pgaadauth_create_principal_with_oid and grants it rights on Conveyor's tables and sequences only.
+// The one Entra administrator is the principal that deploys (azd: the signed-in `az` user, service principal or
+// managed identity, chosen by infra/hooks/preprovision.sh).
 
 @description('Azure region.')
 param location string
@@ -11,47 +20,48 @@ param tags object
 @description('Flexible server name.')
 param serverName string
 
-@description('Database the app uses.')
-param databaseName string = 'conveyor'
-
 @description('PostgreSQL major version.')
 @allowed(['14', '15', '16', '17'])
 param version string = '16'
 
-@description('Compute SKU name, e.g. Standard_B1ms (Burstable) or Standard_D2ds_v5 (GeneralPurpose).')
-param skuName string = 'Standard_B1ms'
+@description('Compute SKU name, e.g. Standard_B2s (Burstable) or Standard_D2ds_v5 (GeneralPurpose).')
+param skuName string
 
 @description('Compute tier matching skuName.')
 @allowed(['Burstable', 'GeneralPurpose', 'MemoryOptimized'])
-param skuTier string = 'Burstable'
+param skuTier string
 
 @description('Storage size in GB.')
 param storageSizeGB int = 32
 
-@description('Allow connections from any Azure service (firewall rule 0.0.0.0). Flex Consumption without VNet integration needs it.')
+@description('False: public network access off, reachable only through a private endpoint (the privateNetworking option); the firewall rules below are then not created.')
+param publicNetworkAccess bool = true
+
+@description('Public access only: firewall rule 0.0.0.0, which admits connections from any Azure service or resource, including other tenants\' (Entra authentication and TLS still apply). Flex Consumption without VNet integration has no fixed outbound address, so it needs this rule.')
 param allowAzureServices bool = true
 
-@description('First address of an extra allowed client range (e.g. a developer machine for migrations). Empty: no rule.')
+@description('Public access only: first address of an extra allowed client range (the machine that runs the hooks). Empty: no rule.')
 param clientIpStart string = ''
 
 @description('Last address of the extra allowed client range. Empty: same as clientIpStart.')
 param clientIpEnd string = ''
 
-@description('Principal (object) id of the app\'s user-assigned managed identity.')
-param appPrincipalId string
+@description('Object id of the Entra administrator: the deploying principal (user, group or service principal / managed identity).')
+@minLength(36)
+@maxLength(36)
+param adminObjectId string
 
-@description('Name of the app\'s user-assigned managed identity; it becomes the PostgreSQL role name.')
-param appPrincipalName string
+@description('Name of the administrator (user principal name, group name, or service principal / managed identity display name); it is the PostgreSQL role name the hooks sign in as.')
+@minLength(1)
+param adminName string
 
-@description('Object id of an extra Entra administrator (user, group or service principal). Empty: none.')
-param extraAdminObjectId string = ''
-
-@description('Name of the extra administrator (user principal name, group or service principal display name); the PostgreSQL role name.')
-param extraAdminName string = ''
-
-@description('Kind of the extra administrator.')
+@description('Kind of the administrator.')
 @allowed(['User', 'Group', 'ServicePrincipal'])
-param extraAdminType string = 'User'
+param adminType string
+
+@description('Connections left over when every app instance holds a full pool (see main.bicep, postgresConnectionHeadroom). ARM rejects the deployment when negative: the server tier cannot serve that many instances with that pool size.')
+@minValue(0)
+param connectionHeadroom int
 
 resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2025-08-01' = {
   name: serverName
@@ -69,7 +79,7 @@ resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2025-08-01' = {
       passwordAuth: 'Disabled'
       tenantId: subscription().tenantId
     }
-    network: { publicNetworkAccess: 'Enabled' }
+    network: { publicNetworkAccess: publicNetworkAccess ? 'Enabled' : 'Disabled' }
     highAvailability: { mode: 'Disabled' }
     backup: {
       backupRetentionDays: 7
@@ -79,26 +89,27 @@ resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2025-08-01' = {
 }
 
 // The server rejects concurrent writes to its children, so every child below waits for the previous one.
-resource database 'Microsoft.DBforPostgreSQL/flexibleServers/databases@2025-08-01' = {
+resource administrator 'Microsoft.DBforPostgreSQL/flexibleServers/administrators@2025-08-01' = {
   parent: server
-  name: databaseName
+  name: adminObjectId
   properties: {
-    charset: 'UTF8'
-    collation: 'en_US.utf8'
+    principalType: adminType
+    principalName: adminName
+    tenantId: subscription().tenantId
   }
 }
 
-resource allowAzure 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2025-08-01' = if (allowAzureServices) {
+resource allowAzure 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2025-08-01' = if (publicNetworkAccess && allowAzureServices) {
   parent: server
   name: 'AllowAllAzureServicesAndResourcesWithinAzureIps'
   properties: {
     startIpAddress: '0.0.0.0'
     endIpAddress: '0.0.0.0'
   }
-  dependsOn: [database]
+  dependsOn: [administrator]
 }
 
-resource allowClient 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2025-08-01' = if (!empty(clientIpStart)) {
+resource allowClient 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2025-08-01' = if (publicNetworkAccess && !empty(clientIpStart)) {
   parent: server
   name: 'AllowClientRange'
   properties: {
@@ -108,30 +119,7 @@ resource allowClient 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@20
   dependsOn: [allowAzure]
 }
 
-// The administrators resource is named by the principal's object id, which must be known when the deployment
-// starts (BCP120): a module parameter is, a property of a resource deployed alongside is not.
-module appAdmin 'postgres-admin.bicep' = {
-  name: 'postgres-admin-app'
-  params: {
-    serverName: server.name
-    objectId: appPrincipalId
-    principalName: appPrincipalName
-    principalType: 'ServicePrincipal'
-  }
-  dependsOn: [database, allowAzure, allowClient]
-}
-
-module extraAdmin 'postgres-admin.bicep' = if (!empty(extraAdminObjectId)) {
-  name: 'postgres-admin-extra'
-  params: {
-    serverName: server.name
-    objectId: extraAdminObjectId
-    principalName: extraAdminName
-    principalType: extraAdminType
-  }
-  dependsOn: [appAdmin]
-}
-
 output serverName string = server.name
+output serverId string = server.id
 output fullyQualifiedDomainName string = server.properties.fullyQualifiedDomainName
-output databaseName string = database.name
+output connectionHeadroom int = connectionHeadroom

@@ -18,8 +18,11 @@ param deploymentContainerName string
 @description('Principal (object) id of the app\'s user-assigned managed identity.')
 param principalId string
 
+@description('False: reachable only through private endpoints (the privateNetworking option). True: public endpoint, still Entra-only.')
+param publicNetworkAccess bool = true
+
 // The host with identity-based AzureWebJobsStorage needs blob (leases, timer status, keys, deployment package)
-// and table (diagnostic events). HTTP + timer triggers use no queues, so no Queue Data Contributor.
+// and table (diagnostic events). HTTP + timer triggers use no queues, so no Queue Data Contributor yet.
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
@@ -38,10 +41,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess ? 'Enabled' : 'Disabled'
     networkAcls: {
-      bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      bypass: publicNetworkAccess ? 'AzureServices' : 'None'
+      defaultAction: publicNetworkAccess ? 'Allow' : 'Deny'
     }
   }
 }
@@ -70,5 +73,6 @@ resource roleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
 ]
 
 output storageAccountName string = storage.name
+output storageAccountId string = storage.id
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output deploymentContainerName string = deploymentContainer.name

@@ -13,7 +13,10 @@ public sealed record EnqueueJobRequest
     /// <summary>Any JSON value; <c>null</c> for none.</summary>
     [JsonRequired] public JsonElement Payload { get; init; }
 
-    /// <summary>Idempotency key (default: a new UUIDv7).</summary>
+    /// <summary>
+    /// Idempotency key (default: a new UUIDv7): 1–128 of <c>A-Z a-z 0-9 . _ ~ -</c>, starting and ending with a letter or
+    /// digit, so it travels unchanged in URL paths. Send one to make retries safe.
+    /// </summary>
     public string? Id { get; init; }
 
     /// <summary>Run no earlier than this instant (ISO 8601). Excludes <see cref="DelaySeconds"/>.</summary>
@@ -67,9 +70,16 @@ public sealed record HeartbeatResponse(string Outcome, bool FlippedOnline, DateT
 /// <summary>Whether the backing stores answer.</summary>
 public sealed record HealthResponse(string Status, IReadOnlyDictionary<string, string> Checks);
 
-/// <summary>Request/response JSON: web naming, strict numbers, unknown members refused.</summary>
+/// <summary>
+/// Request JSON, strict: camelCase names matched exactly (<c>Type</c> is not <c>type</c>), unknown members, duplicate
+/// properties (anywhere in the body, payloads included) and numbers sent as strings refused, and <c>null</c> refused
+/// where the model does not allow it.
+/// </summary>
 [JsonSourceGenerationOptions(
     JsonSerializerDefaults.Web,
+    PropertyNameCaseInsensitive = false,
+    AllowDuplicateProperties = false,
+    RespectNullableAnnotations = true,
     NumberHandling = JsonNumberHandling.Strict,
     UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
     DefaultIgnoreCondition = JsonIgnoreCondition.Never)]

@@ -18,8 +18,10 @@ public static class JobsApi
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
         api.MapGet("", ListQueuesAsync).WithName("ListQueues");
         api.MapGet("/{queue}", GetQueueAsync).WithName("GetQueue");
-        api.MapPost("/{queue}/jobs", EnqueueAsync).WithName("EnqueueJob").WithJsonBody<EnqueueJobRequest>().ProducesBodyProblems();
-        api.MapPost("/{queue}/jobs/batch", EnqueueBatchAsync).WithName("EnqueueJobs").WithJsonBody<EnqueueBatchRequest>().ProducesBodyProblems();
+        api.MapPost("/{queue}/jobs", EnqueueAsync).WithName("EnqueueJob").WithJsonBody<EnqueueJobRequest>().ProducesBodyProblems()
+            .ProducesProblem(StatusCodes.Status409Conflict);
+        api.MapPost("/{queue}/jobs/batch", EnqueueBatchAsync).WithName("EnqueueJobs").WithJsonBody<EnqueueBatchRequest>().ProducesBodyProblems()
+            .ProducesProblem(StatusCodes.Status409Conflict);
         api.MapGet("/{queue}/jobs/{id}", GetJobAsync).WithName("GetJob").ProducesProblem(StatusCodes.Status404NotFound);
         api.MapGet("/{queue}/dead", ListDeadAsync).WithName("ListDeadJobs");
         api.MapPost("/{queue}/dead/requeue", RequeueAllDeadAsync).WithName("RequeueAllDeadJobs");
@@ -29,10 +31,9 @@ public static class JobsApi
     }
 
     /// <summary>202 with the new job, or 200 with the existing one's state when the id was taken.</summary>
-    public static async Task<Results<Accepted<EnqueueResult>, Ok<EnqueueResult>, ProblemHttpResult>> EnqueueAsync(
-        string queue, HttpRequest request, Producer producer, IOptions<ApiOptions> options, CancellationToken cancellationToken)
-    {
-        try
+    public static Task<Results<Accepted<EnqueueResult>, Ok<EnqueueResult>, ProblemHttpResult>> EnqueueAsync(
+        string queue, HttpRequest request, Producer producer, IOptions<ApiOptions> options, CancellationToken cancellationToken) =>
+        Problems.GuardAsync<Accepted<EnqueueResult>, Ok<EnqueueResult>>(async () =>
         {
             var (body, problem) = await RequestBody.ReadAsync(request, ApiJson.Default.EnqueueJobRequest, options.Value.MaxRequestBytes, cancellationToken);
             if (problem is not null)
@@ -40,19 +41,13 @@ public static class JobsApi
                 return problem;
             }
             var result = await producer.EnqueueAsync(queue, ToJob(body!, ""), cancellationToken);
-            return result.Duplicate ? TypedResults.Ok(result) : TypedResults.Accepted($"/api/queues/{queue}/jobs/{result.Id}", result);
-        }
-        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
-        {
-            return problem;
-        }
-    }
+            return result.Duplicate ? TypedResults.Ok(result) : TypedResults.Accepted(JobLocation(queue, result.Id), result);
+        });
 
     /// <summary>Up to 1,000 jobs in one script call; per-item results in request order.</summary>
-    public static async Task<Results<Ok<EnqueueBatchResponse>, ProblemHttpResult>> EnqueueBatchAsync(
-        string queue, HttpRequest request, Producer producer, IOptions<ApiOptions> options, CancellationToken cancellationToken)
-    {
-        try
+    public static Task<Results<Ok<EnqueueBatchResponse>, ProblemHttpResult>> EnqueueBatchAsync(
+        string queue, HttpRequest request, Producer producer, IOptions<ApiOptions> options, CancellationToken cancellationToken) =>
+        Problems.GuardAsync<Ok<EnqueueBatchResponse>>(async () =>
         {
             var (body, problem) = await RequestBody.ReadAsync(request, ApiJson.Default.EnqueueBatchRequest, options.Value.MaxRequestBytes, cancellationToken);
             if (problem is not null)
@@ -62,120 +57,71 @@ public static class JobsApi
             var jobs = body!.Jobs.Select((job, i) => ToJob(job, $"jobs[{i}].")).ToList();
             var results = await producer.EnqueueBatchAsync(queue, jobs, cancellationToken);
             return TypedResults.Ok(new EnqueueBatchResponse(results));
-        }
-        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
-        {
-            return problem;
-        }
-    }
+        });
 
     /// <summary>The job's state and record; 404 when unknown or already done.</summary>
-    public static async Task<Results<Ok<JobInfo>, ProblemHttpResult>> GetJobAsync(
-        string queue, string id, QueueAdmin admin, CancellationToken cancellationToken)
-    {
-        try
+    public static Task<Results<Ok<JobInfo>, ProblemHttpResult>> GetJobAsync(
+        string queue, string id, QueueAdmin admin, CancellationToken cancellationToken) =>
+        Problems.GuardAsync<Ok<JobInfo>>(async () =>
         {
             var job = await admin.GetJobAsync(queue, id, cancellationToken);
             return job is null ? Problems.NotFound($"No job '{id}' in queue '{queue}' (unknown, or finished)") : TypedResults.Ok(job);
-        }
-        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
-        {
-            return problem;
-        }
-    }
+        });
 
     /// <summary>Every known queue with its counts.</summary>
-    public static async Task<Results<Ok<QueueListResponse>, ProblemHttpResult>> ListQueuesAsync(QueueAdmin admin, CancellationToken cancellationToken)
-    {
-        try
+    public static Task<Results<Ok<QueueListResponse>, ProblemHttpResult>> ListQueuesAsync(QueueAdmin admin, CancellationToken cancellationToken) =>
+        Problems.GuardAsync<Ok<QueueListResponse>>(async () =>
         {
             var names = await admin.ListQueuesAsync(cancellationToken);
             var stats = await Task.WhenAll(names.Select(name => admin.GetStatsAsync(name, cancellationToken)));
             return TypedResults.Ok(new QueueListResponse(stats));
-        }
-        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
-        {
-            return problem;
-        }
-    }
+        });
 
     /// <summary>One queue's counts (all zero for a queue that never saw a job).</summary>
-    public static async Task<Results<Ok<QueueStats>, ProblemHttpResult>> GetQueueAsync(string queue, QueueAdmin admin, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return TypedResults.Ok(await admin.GetStatsAsync(queue, cancellationToken));
-        }
-        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
-        {
-            return problem;
-        }
-    }
+    public static Task<Results<Ok<QueueStats>, ProblemHttpResult>> GetQueueAsync(string queue, QueueAdmin admin, CancellationToken cancellationToken) =>
+        Problems.GuardAsync<Ok<QueueStats>>(async () => TypedResults.Ok(await admin.GetStatsAsync(queue, cancellationToken)));
 
     /// <summary>Dead jobs, newest first: <c>?page=1&amp;pageSize=50</c> (page from 1, size 1–1000).</summary>
-    public static async Task<Results<Ok<DeadJobsResponse>, ProblemHttpResult>> ListDeadAsync(
-        string queue, HttpRequest request, QueueAdmin admin, CancellationToken cancellationToken)
-    {
-        try
+    public static Task<Results<Ok<DeadJobsResponse>, ProblemHttpResult>> ListDeadAsync(
+        string queue, HttpRequest request, QueueAdmin admin, CancellationToken cancellationToken) =>
+        Problems.GuardAsync<Ok<DeadJobsResponse>>(async () =>
         {
             var (page, pageSize) = Paging.Read(request.Query);
             var jobs = await admin.ListDeadAsync(queue, (page - 1) * pageSize, pageSize, cancellationToken);
             return TypedResults.Ok(new DeadJobsResponse(jobs, page, pageSize));
-        }
-        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
-        {
-            return problem;
-        }
-    }
+        });
 
     /// <summary>Gives one dead job a fresh set of attempts; 404 when it is not dead.</summary>
-    public static async Task<Results<Ok<RequeueResponse>, ProblemHttpResult>> RequeueDeadAsync(
-        string queue, string id, QueueAdmin admin, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await admin.RequeueDeadAsync(queue, id, cancellationToken)
+    public static Task<Results<Ok<RequeueResponse>, ProblemHttpResult>> RequeueDeadAsync(
+        string queue, string id, QueueAdmin admin, CancellationToken cancellationToken) =>
+        Problems.GuardAsync<Ok<RequeueResponse>>(async () =>
+            await admin.RequeueDeadAsync(queue, id, cancellationToken)
                 ? TypedResults.Ok(new RequeueResponse(1))
-                : Problems.NotFound($"No dead job '{id}' in queue '{queue}'");
-        }
-        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
-        {
-            return problem;
-        }
-    }
+                : Problems.NotFound($"No dead job '{id}' in queue '{queue}'"));
 
     /// <summary>Gives every dead job of the queue a fresh set of attempts.</summary>
-    public static async Task<Results<Ok<RequeueResponse>, ProblemHttpResult>> RequeueAllDeadAsync(
-        string queue, QueueAdmin admin, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return TypedResults.Ok(new RequeueResponse(await admin.RequeueAllDeadAsync(queue, cancellationToken)));
-        }
-        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
-        {
-            return problem;
-        }
-    }
+    public static Task<Results<Ok<RequeueResponse>, ProblemHttpResult>> RequeueAllDeadAsync(
+        string queue, QueueAdmin admin, CancellationToken cancellationToken) =>
+        Problems.GuardAsync<Ok<RequeueResponse>>(async () => TypedResults.Ok(new RequeueResponse(await admin.RequeueAllDeadAsync(queue, cancellationToken))));
 
     /// <summary>Deletes one dead job for good; 404 when it is not dead.</summary>
-    public static async Task<Results<NoContent, ProblemHttpResult>> DeleteDeadAsync(
-        string queue, string id, QueueAdmin admin, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await admin.DeleteDeadAsync(queue, id, cancellationToken)
+    public static Task<Results<NoContent, ProblemHttpResult>> DeleteDeadAsync(
+        string queue, string id, QueueAdmin admin, CancellationToken cancellationToken) =>
+        Problems.GuardAsync<NoContent>(async () =>
+            await admin.DeleteDeadAsync(queue, id, cancellationToken)
                 ? TypedResults.NoContent()
-                : Problems.NotFound($"No dead job '{id}' in queue '{queue}'");
-        }
-        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
-        {
-            return problem;
-        }
-    }
+                : Problems.NotFound($"No dead job '{id}' in queue '{queue}'"));
 
-    private static JobRequest ToJob(EnqueueJobRequest body, string prefix)
+    /// <summary>The job's URL. Queue names and job ids need no escaping (their alphabets are URL-safe): escaped all the same.</summary>
+    private static string JobLocation(string queue, string id) => $"/api/queues/{Uri.EscapeDataString(queue)}/jobs/{Uri.EscapeDataString(id)}";
+
+    private static JobRequest ToJob(EnqueueJobRequest? body, string prefix)
     {
+        if (body is null)
+        {
+            // Only a batch item can be null: the body itself and its members are refused as malformed JSON.
+            throw new ConveyorValidationException(prefix.TrimEnd('.'), "must be a job object, not null");
+        }
         TimeSpan? delay = null;
         if (body.DelaySeconds is { } seconds)
         {

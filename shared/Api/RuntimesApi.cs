@@ -26,10 +26,9 @@ public static class RuntimesApi
     }
 
     /// <summary>201 with the id and the secret token; the token is shown this once.</summary>
-    public static async Task<Results<Created<RegisteredRuntime>, ProblemHttpResult>> RegisterAsync(
-        HttpRequest request, RuntimeRegistry registry, IOptions<ApiOptions> options, CancellationToken cancellationToken)
-    {
-        try
+    public static Task<Results<Created<RegisteredRuntime>, ProblemHttpResult>> RegisterAsync(
+        HttpRequest request, RuntimeRegistry registry, IOptions<ApiOptions> options, CancellationToken cancellationToken) =>
+        Problems.GuardAsync<Created<RegisteredRuntime>>(async () =>
         {
             var (body, problem) = await RequestBody.ReadAsync(request, ApiJson.Default.RegisterRuntimeRequest, options.Value.MaxRequestBytes, cancellationToken);
             if (problem is not null)
@@ -38,18 +37,12 @@ public static class RuntimesApi
             }
             var runtime = await registry.RegisterAsync(body!.Name, body.Metadata?.GetRawText(), cancellationToken);
             return TypedResults.Created($"/api/runtimes/{runtime.Id}", runtime);
-        }
-        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
-        {
-            return problem;
-        }
-    }
+        });
 
     /// <summary>Runtimes in id order: <c>?status=online|offline&amp;page=&lt;next&gt;&amp;pageSize=100</c>.</summary>
-    public static async Task<Results<Ok<RuntimeListResponse>, ProblemHttpResult>> ListAsync(
-        HttpRequest request, RuntimeRegistry registry, CancellationToken cancellationToken)
-    {
-        try
+    public static Task<Results<Ok<RuntimeListResponse>, ProblemHttpResult>> ListAsync(
+        HttpRequest request, RuntimeRegistry registry, CancellationToken cancellationToken) =>
+        Problems.GuardAsync<Ok<RuntimeListResponse>>(async () =>
         {
             RuntimeStatus? status = request.Query["status"].FirstOrDefault() switch
             {
@@ -65,57 +58,49 @@ public static class RuntimesApi
             {
                 throw new ConveyorValidationException("pageSize", $"must be a whole number from 1 to {RuntimeRegistry.MaxPageSize}");
             }
-            var result = await registry.ListAsync(status, string.IsNullOrEmpty(page) ? null : page, pageSize, cancellationToken);
+            if (string.IsNullOrEmpty(page))
+            {
+                page = null;
+            }
+            else if (!Guid.TryParse(page, out _))
+            {
+                throw new ConveyorValidationException("page", "is not a page token from a previous answer's next");
+            }
+            var result = await registry.ListAsync(status, page, pageSize, cancellationToken);
             return TypedResults.Ok(new RuntimeListResponse(result.Items, result.Next));
-        }
-        catch (ConveyorValidationException ex) when (ex.Field == "after")
-        {
-            return Problems.Validation("page", "is not a page token from a previous answer's next");
-        }
-        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
-        {
-            return problem;
-        }
-    }
+        });
 
     /// <summary>The runtime; 404 when no runtime has that id.</summary>
-    public static async Task<Results<Ok<RuntimeInfo>, ProblemHttpResult>> GetAsync(string id, RuntimeRegistry registry, CancellationToken cancellationToken)
-    {
-        try
+    public static Task<Results<Ok<RuntimeInfo>, ProblemHttpResult>> GetAsync(string id, RuntimeRegistry registry, CancellationToken cancellationToken) =>
+        Problems.GuardAsync<Ok<RuntimeInfo>>(async () =>
         {
             var runtime = await registry.GetAsync(id, cancellationToken);
             return runtime is null ? Problems.NotFound($"No runtime '{id}'") : TypedResults.Ok(runtime);
-        }
-        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
-        {
-            return problem;
-        }
-    }
+        });
 
     /// <summary>Deletes the runtime; 404 when no runtime has that id.</summary>
-    public static async Task<Results<NoContent, ProblemHttpResult>> DeleteAsync(string id, RuntimeRegistry registry, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await registry.DeleteAsync(id, cancellationToken) ? TypedResults.NoContent() : Problems.NotFound($"No runtime '{id}'");
-        }
-        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
-        {
-            return problem;
-        }
-    }
+    public static Task<Results<NoContent, ProblemHttpResult>> DeleteAsync(string id, RuntimeRegistry registry, CancellationToken cancellationToken) =>
+        Problems.GuardAsync<NoContent>(async () =>
+            await registry.DeleteAsync(id, cancellationToken) ? TypedResults.NoContent() : Problems.NotFound($"No runtime '{id}'"));
 
     /// <summary>
     /// A beat, authenticated by <c>Authorization: Bearer &lt;runtime token&gt;</c>: 202 when buffered, 200 when it
-    /// was written at once (the runtime came back online), 401 for a wrong token, 404 for an unknown id.
+    /// was written at once (the runtime came back online), 401 for a missing, malformed or wrong token, 404 for an
+    /// unknown id.
     /// </summary>
-    public static async Task<Results<Accepted<HeartbeatResponse>, Ok<HeartbeatResponse>, ProblemHttpResult>> HeartbeatAsync(
-        string id, HttpRequest request, HeartbeatService heartbeats, CancellationToken cancellationToken)
-    {
-        try
+    public static Task<Results<Accepted<HeartbeatResponse>, Ok<HeartbeatResponse>, ProblemHttpResult>> HeartbeatAsync(
+        string id, HttpRequest request, HeartbeatService heartbeats, CancellationToken cancellationToken) =>
+        Problems.GuardAsync<Accepted<HeartbeatResponse>, Ok<HeartbeatResponse>>(async () =>
         {
-            var header = request.Headers.Authorization.FirstOrDefault();
-            var token = header is not null && header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;
+            var authorization = request.Headers.Authorization;
+            if (authorization.Count == 0)
+            {
+                return Problems.Unauthorized("The request has no Authorization header: send Authorization: Bearer <runtime token>");
+            }
+            if (BearerToken(authorization) is not { } token)
+            {
+                return Problems.Unauthorized("The Authorization header must be a single 'Bearer <runtime token>'");
+            }
             var beat = await heartbeats.BeatAsync(id, token, cancellationToken);
             var response = new HeartbeatResponse(beat.Outcome.ToString().ToLowerInvariant(), beat.FlippedOnline, beat.SeenAt, heartbeats.BeatInterval.TotalSeconds);
             return beat.Outcome switch
@@ -125,10 +110,17 @@ public static class RuntimesApi
                 BeatOutcome.NotFound => Problems.NotFound($"No runtime '{id}'"),
                 _ => Problems.Unauthorized("The bearer token is not this runtime's token"),
             };
-        }
-        catch (Exception ex) when (Problems.TryMap(ex, out var problem))
+        });
+
+    /// <summary>The token of a single <c>Bearer &lt;token&gt;</c> credential (scheme case-insensitive, RFC 9110 §11.1), or null.</summary>
+    private static string? BearerToken(Microsoft.Extensions.Primitives.StringValues authorization)
+    {
+        const string Scheme = "Bearer ";
+        if (authorization.Count != 1 || authorization[0] is not { } value || !value.StartsWith(Scheme, StringComparison.OrdinalIgnoreCase))
         {
-            return problem;
+            return null;
         }
+        var token = value[Scheme.Length..].Trim();
+        return token.Length == 0 || token.Contains(' ', StringComparison.Ordinal) ? null : token;
     }
 }

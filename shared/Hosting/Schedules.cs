@@ -47,6 +47,37 @@ public static class Schedules
     }
 
     /// <summary>
+    /// Checks that the timer <paramref name="function"/> (schedule in app setting <paramref name="setting"/>) never leaves
+    /// more than <paramref name="limit"/> between two runs; adds a message to <paramref name="failures"/> when it does, or
+    /// when the expression does not parse. <paramref name="limitName"/> and <paramref name="advice"/> say in the message
+    /// what the limit is and what to do. A timer switched off (<c>AzureWebJobs.&lt;name&gt;.Disabled</c>) runs nothing to check.
+    /// </summary>
+    internal static void CheckGap(
+        IConfiguration configuration, string function, string setting, TimeSpan limit, string limitName, string advice, List<string> failures)
+    {
+        if (IsDisabled(configuration, function))
+        {
+            return;
+        }
+        var expression = configuration[setting] ?? Defaults[setting];
+        CrontabSchedule schedule;
+        try
+        {
+            schedule = Parse(setting, expression);
+        }
+        catch (ConveyorValidationException ex)
+        {
+            failures.Add(ex.Message);
+            return;
+        }
+        var gap = LongestGap(schedule);
+        if (gap > limit)
+        {
+            failures.Add($"{setting} '{expression}' leaves up to {gap} between runs, longer than {limitName} ({limit}) {advice}");
+        }
+    }
+
+    /// <summary>
     /// The longest time between two consecutive runs of <paramref name="schedule"/> over the coming week (at most
     /// 20,000 runs looked at): what a stale-window invariant has to count on.
     /// </summary>

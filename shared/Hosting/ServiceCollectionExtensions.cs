@@ -23,7 +23,8 @@ public static class ServiceCollectionExtensions
         Bind<ProcessorOptions>(services, configuration, ProcessorOptions.Section);
         Bind<SchedulerOptions>(services, configuration, SchedulerOptions.Section);
         Bind<CustodianOptions>(services, configuration, CustodianOptions.Section);
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<CustodianOptions>, CustodianOptionsValidator>());
+        services.AddSingleton<IValidateOptions<CustodianOptions>>(
+            sp => new CustodianOptionsValidator(sp.GetRequiredService<IOptions<ProcessorOptions>>(), configuration));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ProcessorOptions>, ProcessorOptionsValidator>());
 
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RedisOptions>, RedisOptionsValidator>());
@@ -58,16 +59,31 @@ public static class ServiceCollectionExtensions
     }
 }
 
-/// <summary>A consumer must be able to heartbeat several times within the custodian's timeout.</summary>
-internal sealed class CustodianOptionsValidator(IOptions<ProcessorOptions> processor) : IValidateOptions<CustodianOptions>
+/// <summary>
+/// A consumer must be able to heartbeat several times within the custodian's timeout, and the custodian must visit
+/// more often than ConsumerTimeout − HeartbeatInterval: a longer gap between its visits reads as a stall (see watch.lua),
+/// which gives every consumer a fresh timeout, so with a slower schedule no consumer would ever be recovered.
+/// </summary>
+internal sealed class CustodianOptionsValidator(IOptions<ProcessorOptions> processor, IConfiguration configuration) : IValidateOptions<CustodianOptions>
 {
     public ValidateOptionsResult Validate(string? name, CustodianOptions options)
     {
         var heartbeat = processor.Value.HeartbeatInterval;
-        return options.ConsumerTimeout >= heartbeat * 3
-            ? ValidateOptionsResult.Success
-            : ValidateOptionsResult.Fail(
+        var failures = new List<string>();
+        if (options.ConsumerTimeout < heartbeat * 3)
+        {
+            failures.Add(
                 $"Conveyor:Custodian:ConsumerTimeout ({options.ConsumerTimeout}) must be at least 3 × Conveyor:Processor:HeartbeatInterval ({heartbeat}), or live consumers look dead");
+        }
+        else
+        {
+            Schedules.CheckGap(
+                configuration, "Custodian", Schedules.Custodian, options.ConsumerTimeout - heartbeat,
+                "Conveyor:Custodian:ConsumerTimeout − Conveyor:Processor:HeartbeatInterval",
+                "(a longer gap between its visits reads as a Redis stall, and no consumer would ever be recovered): run the custodian more often or raise ConsumerTimeout",
+                failures);
+        }
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 }
 

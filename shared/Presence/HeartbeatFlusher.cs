@@ -18,12 +18,30 @@ public sealed record FlushResult(long Flushed, long Raced, int Batches)
     public static FlushResult operator +(FlushResult a, FlushResult b) => new(a.Flushed + b.Flushed, a.Raced + b.Raced, a.Batches + b.Batches);
 }
 
+/// <summary>The steps of a flush, in order: a freeze, then read, write and settle for each batch.</summary>
+internal enum FlushStep
+{
+    /// <summary>take.lua: freeze the buffered beats (or find a frozen set left to drain) and its generation.</summary>
+    Freeze,
+
+    /// <summary>Read the next batch of the frozen set.</summary>
+    Read,
+
+    /// <summary>Write the batch to PostgreSQL (one UPDATE, committed).</summary>
+    Write,
+
+    /// <summary>forget.lua: remove the written batch from the frozen set, if its generation is still current.</summary>
+    Settle,
+}
+
 /// <summary>
 /// Writes buffered beats to PostgreSQL, one UPDATE per bounded batch. A flush first freezes the buffered beats
-/// (take.lua renames the live set to the flushing set, so new beats land in a fresh live set), then writes the
-/// frozen set batch by batch and removes each batch from it only after its commit. A flush that fails or dies
-/// midway loses nothing: the rest of the frozen set waits in Redis, and the next flush writes it first.
-/// Safe to run on many instances at once (at worst they write the same beats twice; GREATEST keeps that harmless).
+/// (take.lua renames the live set to the flushing set, so new beats land in a fresh live set, and counts a new
+/// generation), then writes the frozen set batch by batch and removes each batch from it only after its commit,
+/// and only while the generation is still the one it read (forget.lua). A flush that fails or dies midway loses
+/// nothing: the rest of the frozen set waits in Redis, and the next flush writes it first. Safe to run on many
+/// instances at once: two flushes of one frozen set write some beats twice (GREATEST keeps that harmless), and a
+/// flush that outlives its frozen set cannot remove beats a newer freeze holds.
 /// </summary>
 public sealed class HeartbeatFlusher(NpgsqlDataSource dataSource, RedisConnection redis, IOptions<PresenceOptions> options, ILogger<HeartbeatFlusher> logger)
 {
@@ -55,6 +73,17 @@ public sealed class HeartbeatFlusher(NpgsqlDataSource dataSource, RedisConnectio
     /// </summary>
     internal const int ConcurrentBatches = 4;
 
+    /// <summary>Batches written at once: <see cref="ConcurrentBatches"/>; tests that step a flusher use 1.</summary>
+    internal int Writers { get; set; } = ConcurrentBatches;
+
+    /// <summary>
+    /// Test seam: awaited before every step, so a test can hold one flusher between steps while another runs.
+    /// Null (no wait) in production.
+    /// </summary>
+    internal Func<FlushStep, Task>? BeforeStep { get; set; }
+
+    private Task StepAsync(FlushStep step) => BeforeStep?.Invoke(step) ?? Task.CompletedTask;
+
     /// <summary>
     /// Writes every beat buffered when this call began (and first any a failed flush left), in batches of
     /// <see cref="PresenceOptions.FlushBatchSize"/>. Beats arriving meanwhile wait for the next flush.
@@ -68,13 +97,14 @@ public sealed class HeartbeatFlusher(NpgsqlDataSource dataSource, RedisConnectio
         // Two passes at most: a frozen set left by a failed (or concurrent) flush, then the live beats.
         for (var pass = 0; pass < 2; pass++)
         {
-            var taken = (RedisResult[])(await PresenceScripts.Take.RunAsync(db, PresenceKeys.BeatsAndFlushing, []))!;
-            var (leftover, frozen) = ((long)taken[0] == 1, (long)taken[1]);
+            await StepAsync(FlushStep.Freeze);
+            var taken = (RedisResult[])(await PresenceScripts.Take.RunAsync(db, PresenceKeys.BeatsFlushingAndGeneration, []))!;
+            var (leftover, frozen, generation) = ((long)taken[0] == 1, (long)taken[1], (long)taken[2]);
             if (frozen == 0)
             {
                 break;
             }
-            result += await DrainAsync(db, frozen, cancellationToken);
+            result += await DrainAsync(db, frozen, generation, cancellationToken);
             if (!leftover)
             {
                 break;
@@ -101,19 +131,28 @@ public sealed class HeartbeatFlusher(NpgsqlDataSource dataSource, RedisConnectio
     private const int RedisChunk = 1000;
 
     /// <summary>
-    /// Writes the frozen set (about <paramref name="frozen"/> entries), <see cref="ConcurrentBatches"/> batches
-    /// at a time, each read as soon as a slot frees up.
+    /// Writes the frozen set of <paramref name="generation"/> (about <paramref name="frozen"/> entries),
+    /// <see cref="Writers"/> batches at a time, each read as soon as a slot frees up.
     /// </summary>
-    private async Task<FlushResult> DrainAsync(IDatabase db, long frozen, CancellationToken cancellationToken)
+    private async Task<FlushResult> DrainAsync(IDatabase db, long frozen, long generation, CancellationToken cancellationToken)
     {
         var batchSize = options.Value.FlushBatchSize;
         // Nothing is added to the frozen set and batches leave it only after their commit, so the next unread
         // entry sits at rank (read - removed). Reads and removals are issued under one lock, in the order Redis
         // runs them (one connection). If another flusher removes entries too, ranks shift and this one stops
-        // early: what it skipped stays frozen for the next flush, nothing is lost.
+        // early: what it skipped stays frozen for the next flush, nothing is lost. Once the generation has moved
+        // on (another flush emptied the set and froze newer beats), this one stops: they are the newer flush's.
         var gate = new object();
         long read = 0, removed = 0;
         var done = false;
+
+        bool Finished()
+        {
+            lock (gate)
+            {
+                return done || read >= frozen;
+            }
+        }
 
         async Task<FlushResult> WriterAsync()
         {
@@ -121,6 +160,11 @@ public sealed class HeartbeatFlusher(NpgsqlDataSource dataSource, RedisConnectio
             while (true)
             {
                 cancellationToken.ThrowIfCancellationRequested();
+                if (Finished())
+                {
+                    return result;
+                }
+                await StepAsync(FlushStep.Read);
                 var reads = new Task<SortedSetEntry[]>[(batchSize + RedisChunk - 1) / RedisChunk];
                 lock (gate)
                 {
@@ -152,19 +196,28 @@ public sealed class HeartbeatFlusher(NpgsqlDataSource dataSource, RedisConnectio
                     }
                 }
                 var batch = Batch.Of(chunks, count);
+                await StepAsync(FlushStep.Write);
                 var written = await WriteAsync(batch, cancellationToken);
-                Task settling;
+                await StepAsync(FlushStep.Settle);
+                Task<bool> settling;
                 lock (gate)
                 {
                     removed += count;
-                    settling = SettleAsync(db, chunks, written, count);
+                    settling = SettleAsync(db, generation, chunks, written, count);
                 }
-                await settling;
+                var current = await settling;
                 result += new FlushResult(written.Count, count - written.Count, 1);
+                if (!current)
+                {
+                    lock (gate)
+                    {
+                        done = true;
+                    }
+                }
             }
         }
 
-        var writers = await Task.WhenAll(Enumerable.Range(0, ConcurrentBatches).Select(_ => WriterAsync()));
+        var writers = await Task.WhenAll(Enumerable.Range(0, Writers).Select(_ => WriterAsync()));
         return writers.Aggregate((a, b) => a + b);
     }
 
@@ -234,30 +287,36 @@ public sealed class HeartbeatFlusher(NpgsqlDataSource dataSource, RedisConnectio
     }
 
     /// <summary>
-    /// After the commit: the batch leaves the frozen set, and runtimes the UPDATE did not touch (raced to offline,
-    /// or deleted) leave the online set, so their next beat goes synchronous. Nothing else writes the frozen set,
-    /// so no score needs comparing: a newer beat of the same runtime is in the live set.
+    /// After the commit: the batch leaves the frozen set if its generation is still current (forget.lua), and
+    /// runtimes the UPDATE did not touch (raced to offline, or deleted) leave the online set, so their next beat
+    /// goes synchronous. Within a generation nothing else writes the frozen set, so no score needs comparing: a
+    /// newer beat of the same runtime is in the live set, or in a newer generation that forget.lua leaves alone.
+    /// Returns false when the generation had moved on (nothing was removed).
     /// </summary>
-    private static Task SettleAsync(IDatabase db, SortedSetEntry[][] chunks, Written written, int count)
+    private static async Task<bool> SettleAsync(IDatabase db, long generation, SortedSetEntry[][] chunks, Written written, int count)
     {
-        var settling = new List<Task>(chunks.Length + 1);
+        var forgets = new List<Task<RedisResult>>(chunks.Length);
         var raced = new List<RedisValue>();
         foreach (var chunk in chunks.Where(chunk => chunk.Length > 0))
         {
-            var members = Array.ConvertAll(chunk, entry => entry.Element);
-            settling.Add(db.SortedSetRemoveAsync(PresenceKeys.Flushing, members));
+            var args = new RedisValue[chunk.Length + 1];
+            args[0] = generation;
+            for (var i = 0; i < chunk.Length; i++)
+            {
+                args[i + 1] = chunk[i].Element;
+            }
+            forgets.Add(PresenceScripts.Forget.RunAsync(db, PresenceKeys.FlushingAndGeneration, args));
             if (written.Count < count)
             {
                 // Raced (rare): the entries whose id the UPDATE did not return, or that held no id at all.
-                raced.AddRange(members.Where(member => !TryParse(member, out var id) || !written.Contains(id)));
+                raced.AddRange(chunk.Select(entry => entry.Element).Where(member => !TryParse(member, out var id) || !written.Contains(id)));
             }
         }
         // Either may land without the other (a crash between): a batch still frozen is written again, harmlessly;
         // a raced runtime still in the online set is found raced again by the next flush.
-        if (raced.Count > 0)
-        {
-            settling.Add(db.HashDeleteAsync(PresenceKeys.Online, [.. raced]));
-        }
-        return Task.WhenAll(settling);
+        var racing = raced.Count > 0 ? db.HashDeleteAsync(PresenceKeys.Online, [.. raced]) : Task.FromResult(0L);
+        var removed = await Task.WhenAll(forgets);
+        await racing;
+        return removed.All(r => (long)r >= 0);
     }
 }

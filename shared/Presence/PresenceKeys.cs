@@ -17,18 +17,31 @@ internal static class PresenceKeys
 
     /// <summary>
     /// Sorted set: the beats a flush took out of <see cref="Beats"/> (renamed, so frozen) and has not yet
-    /// written. A flush that dies leaves it for the next one.
+    /// written. A flush that dies leaves it for the next one. Nothing adds to it once frozen.
     /// </summary>
     public static readonly RedisKey Flushing = "conveyor:{presence}:flushing";
+
+    /// <summary>
+    /// Integer: the generation of <see cref="Flushing"/>, incremented by every freeze. A flush forgets what it wrote
+    /// only while the generation it read is current, so a flush that outlived its frozen set never forgets the beats
+    /// of a newer one.
+    /// </summary>
+    public static readonly RedisKey Generation = "conveyor:{presence}:generation";
 
     /// <summary>KEYS of beat.lua.</summary>
     public static readonly RedisKey[] OnlineAndBeats = [Online, Beats];
 
     /// <summary>KEYS of take.lua.</summary>
-    public static readonly RedisKey[] BeatsAndFlushing = [Beats, Flushing];
+    public static readonly RedisKey[] BeatsFlushingAndGeneration = [Beats, Flushing, Generation];
+
+    /// <summary>KEYS of forget.lua.</summary>
+    public static readonly RedisKey[] FlushingAndGeneration = [Flushing, Generation];
 
     /// <summary>KEYS of release_stale.lua.</summary>
-    public static readonly RedisKey[] All = [Online, Beats, Flushing];
+    public static readonly RedisKey[] OnlineBeatsAndFlushing = [Online, Beats, Flushing];
+
+    /// <summary>Every presence key.</summary>
+    public static readonly RedisKey[] All = [Online, Beats, Flushing, Generation];
 
     /// <summary>
     /// Each member's latest buffered beat (ms, Redis time), live or frozen by a flush that has not written it yet;
@@ -51,8 +64,9 @@ internal static class PresenceScripts
 {
     public static readonly RedisScript Beat = LuaScripts.Load("beat", "Presence");
     public static readonly RedisScript Take = LuaScripts.Load("take", "Presence");
+    public static readonly RedisScript Forget = LuaScripts.Load("forget", "Presence");
     public static readonly RedisScript ReleaseStale = LuaScripts.Load("release_stale", "Presence");
 
     /// <summary>Every script, for tests that check them all.</summary>
-    public static IReadOnlyList<RedisScript> All { get; } = [Beat, Take, ReleaseStale];
+    public static IReadOnlyList<RedisScript> All { get; } = [Beat, Take, Forget, ReleaseStale];
 }

@@ -81,29 +81,8 @@ internal sealed class PresenceOptionsValidator(IConfiguration configuration) : I
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 
-    private void CheckSchedule(string function, string setting, string option, TimeSpan interval, List<string> failures)
-    {
-        if (Schedules.IsDisabled(configuration, function))
-        {
-            return; // switched off on purpose (AzureWebJobs.<name>.Disabled): nothing runs to check
-        }
-        var expression = configuration[setting] ?? Schedules.Defaults[setting];
-        CrontabSchedule schedule;
-        try
-        {
-            schedule = Schedules.Parse(setting, expression);
-        }
-        catch (ConveyorValidationException ex)
-        {
-            failures.Add(ex.Message);
-            return;
-        }
-        var gap = Schedules.LongestGap(schedule);
-        if (gap > interval)
-        {
-            failures.Add(
-                $"{setting} '{expression}' leaves up to {gap} between runs, longer than Conveyor:Presence:{option} ({interval}) " +
-                $"that the stale-window invariant counts on: set {option} to at least {gap}, or run the timer more often");
-        }
-    }
+    private void CheckSchedule(string function, string setting, string option, TimeSpan interval, List<string> failures) =>
+        Schedules.CheckGap(
+            configuration, function, setting, interval, $"Conveyor:Presence:{option}",
+            $"that the stale-window invariant counts on: set {option} to at least that gap, or run the timer more often", failures);
 }

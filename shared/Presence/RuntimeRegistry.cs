@@ -70,7 +70,17 @@ public sealed class RuntimeRegistry(NpgsqlDataSource dataSource, RedisConnection
         command.Parameters.AddWithValue(name);
         command.Parameters.AddWithValue(metadata);
         command.Parameters.AddWithValue(RuntimeCredentials.Hash(token)!);
-        var createdAt = (DateTime)(await command.ExecuteScalarAsync(cancellationToken))!;
+        DateTime createdAt;
+        try
+        {
+            createdAt = (DateTime)(await command.ExecuteScalarAsync(cancellationToken))!;
+        }
+        catch (PostgresException ex) when (ex.SqlState.StartsWith("22", StringComparison.Ordinal))
+        {
+            // A data exception here can only come from the jsonb cast, for what the checks above do not foresee
+            // (a number beyond numeric's range, 22003); the INSERT failed, so nothing was written.
+            throw new ConveyorValidationException("metadata", $"PostgreSQL refuses it: {ex.MessageText}");
+        }
         return new RegisteredRuntime(id, token, name, new DateTimeOffset(createdAt));
     }
 
@@ -143,36 +153,84 @@ public sealed class RuntimeRegistry(NpgsqlDataSource dataSource, RedisConnection
     private static string ValidateName(string? name)
     {
         var trimmed = name?.Trim();
-        if (string.IsNullOrEmpty(trimmed) || trimmed.Length > MaxNameLength || trimmed.Any(char.IsControl))
+        if (string.IsNullOrEmpty(trimmed) || trimmed.Length > MaxNameLength || trimmed.Any(char.IsControl) || !IsValidUtf16(trimmed))
         {
             throw new ConveyorValidationException("name", $"must be 1 to {MaxNameLength} characters without control characters");
         }
         return trimmed;
     }
 
+    /// <summary>
+    /// A JSON object PostgreSQL's <c>jsonb</c> takes as it is: valid UTF-16 text, at most <see cref="MaxMetadataBytes"/>,
+    /// no duplicate keys (jsonb would keep the last one silently), and no string or key that jsonb refuses:
+    /// <c>\u0000</c> (SQLSTATE 22P05) or an unpaired surrogate escape such as <c>\ud800</c> (22P02).
+    /// </summary>
     private static string ValidateMetadata(string? metadata)
     {
         if (metadata is null)
         {
             return "{}";
         }
-        if (System.Text.Encoding.UTF8.GetByteCount(metadata) > MaxMetadataBytes)
+        if (!IsValidUtf16(metadata))
+        {
+            throw new ConveyorValidationException("metadata", "is not valid text: it holds a lone UTF-16 surrogate");
+        }
+        var utf8 = System.Text.Encoding.UTF8.GetBytes(metadata);
+        if (utf8.Length > MaxMetadataBytes)
         {
             throw new ConveyorValidationException("metadata", $"must be at most {MaxMetadataBytes} bytes");
         }
         try
         {
-            using var document = JsonDocument.Parse(metadata);
+            using var document = JsonDocument.Parse(utf8, new JsonDocumentOptions { AllowDuplicateProperties = false });
             if (document.RootElement.ValueKind != JsonValueKind.Object)
             {
                 throw new ConveyorValidationException("metadata", "must be a JSON object");
             }
         }
-        catch (JsonException)
+        catch (JsonException ex)
         {
-            throw new ConveyorValidationException("metadata", "must be a JSON object");
+            throw new ConveyorValidationException("metadata", $"must be a JSON object: {ex.Message}");
+        }
+        var reader = new Utf8JsonReader(utf8);
+        while (reader.Read())
+        {
+            if (reader.TokenType is not (JsonTokenType.String or JsonTokenType.PropertyName) || !reader.ValueIsEscaped)
+            {
+                continue;
+            }
+            string text;
+            try
+            {
+                text = reader.GetString()!;
+            }
+            catch (InvalidOperationException)
+            {
+                throw new ConveyorValidationException("metadata", "must not hold an unpaired surrogate escape such as \\ud800 (PostgreSQL refuses it)");
+            }
+            if (text.Contains('\0', StringComparison.Ordinal))
+            {
+                throw new ConveyorValidationException("metadata", "must not hold \\u0000 (PostgreSQL refuses it)");
+            }
         }
         return metadata;
+    }
+
+    /// <summary>False for a lone surrogate, which Npgsql cannot encode as UTF-8.</summary>
+    private static bool IsValidUtf16(string text)
+    {
+        for (var i = 0; i < text.Length; i++)
+        {
+            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            {
+                i++;
+            }
+            else if (char.IsSurrogate(text[i]))
+            {
+                return false;
+            }
+        }
+        return true;
     }
 
     private static async Task<List<RuntimeInfo>> ReadAsync(NpgsqlCommand command, CancellationToken cancellationToken)

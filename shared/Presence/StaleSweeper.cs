@@ -11,6 +11,19 @@ namespace Conveyor.Presence;
 /// <param name="Batches">Batches of stale candidates looked at.</param>
 public sealed record SweepResult(long Swept, int Batches);
 
+/// <summary>The steps of a sweep, in the order each batch goes through them.</summary>
+internal enum SweepStep
+{
+    /// <summary>Read the next batch of stale candidates from PostgreSQL.</summary>
+    Read,
+
+    /// <summary>release_stale.lua: take those without a fresh buffered beat out of the online set.</summary>
+    Release,
+
+    /// <summary>Mark them offline in PostgreSQL (one fenced UPDATE).</summary>
+    MarkOffline,
+}
+
 /// <summary>
 /// Marks offline the runtimes silent longer than the stale window (Redis time): online in PostgreSQL with
 /// an old last_seen_at, and no newer beat waiting in Redis. Safe to run on many instances at once.
@@ -25,11 +38,30 @@ public sealed class StaleSweeper(NpgsqlDataSource dataSource, RedisConnection re
         """;
 
     // Fenced: a beat that reached PostgreSQL since the candidates were read keeps its runtime online.
+    // Rows are locked in id order, as the flush locks them (one primary-key probe per sorted id), so a sweep and a
+    // flush that touch the same rows (after a PostgreSQL outage longer than the stale window, say) cannot deadlock.
+    // A plain UPDATE ... WHERE id = ANY($1) locks in the order its plan reads: with thousands of ids that is a
+    // sequential or bitmap scan, in physical order. Here the sub-select locks every row first, in id order (its
+    // FOR NO KEY UPDATE applies after the ORDER BY), re-checking the fence on the newest version of a row it
+    // waited for; the UPDATE then finds only rows it already holds.
     private const string MarkOffline = """
         UPDATE runtimes SET status = 'offline'
-        WHERE id = ANY($1::uuid[]) AND status = 'online' AND last_seen_at < $2
-        RETURNING id
+        WHERE id = ANY(ARRAY(
+            SELECT id FROM runtimes
+            WHERE id = ANY($1::uuid[]) AND status = 'online' AND last_seen_at < $2
+            ORDER BY id
+            FOR NO KEY UPDATE))
         """;
+
+    /// <summary>Runtime ids per release_stale.lua call, so one call stays short whatever the sweep batch size.</summary>
+    private const int ReleaseChunk = 1000;
+
+    /// <summary>
+    /// Test seam: awaited before every step, so a test can hold a sweep between steps. Null (no wait) in production.
+    /// </summary>
+    internal Func<SweepStep, Task>? BeforeStep { get; set; }
+
+    private Task StepAsync(SweepStep step) => BeforeStep?.Invoke(step) ?? Task.CompletedTask;
 
     /// <summary>One pass over every stale online runtime, <see cref="PresenceOptions.SweepBatchSize"/> at a time.</summary>
     public async Task<SweepResult> RunOnceAsync(CancellationToken cancellationToken)
@@ -45,6 +77,7 @@ public sealed class StaleSweeper(NpgsqlDataSource dataSource, RedisConnection re
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            await StepAsync(SweepStep.Read);
             var candidates = await ReadCandidatesAsync(cutoff, after, settings.SweepBatchSize, cancellationToken);
             if (candidates.Count == 0)
             {
@@ -53,13 +86,21 @@ public sealed class StaleSweeper(NpgsqlDataSource dataSource, RedisConnection re
             batches++;
             after = candidates[^1];
             // Out of the online set first: from here on their beats go through PostgreSQL, where the fenced
-            // UPDATE below and the synchronous beat serialise on the row.
-            var stale = (RedisResult[])(await PresenceScripts.ReleaseStale.RunAsync(
-                db, PresenceKeys.All,
-                [cutoffMs, .. candidates.Select(id => (RedisValue)RuntimeCredentials.Canonical(id))]))!;
-            if (stale.Length > 0)
+            // UPDATE below and the synchronous beat serialise on the row. A sweep that fails after this marks no
+            // one offline: released runtimes that are alive come back to the online set with their next beat.
+            await StepAsync(SweepStep.Release);
+            var stale = new List<Guid>();
+            foreach (var chunk in candidates.Chunk(ReleaseChunk))
             {
-                swept += await MarkOfflineAsync([.. stale.Select(s => Guid.Parse((string)s!))], cutoff, cancellationToken);
+                var released = (RedisResult[])(await PresenceScripts.ReleaseStale.RunAsync(
+                    db, PresenceKeys.OnlineBeatsAndFlushing,
+                    [cutoffMs, .. chunk.Select(id => (RedisValue)RuntimeCredentials.Canonical(id))]))!;
+                stale.AddRange(released.Select(s => Guid.Parse((string)s!)));
+            }
+            if (stale.Count > 0)
+            {
+                await StepAsync(SweepStep.MarkOffline);
+                swept += await MarkOfflineAsync([.. stale], cutoff, cancellationToken);
             }
             if (candidates.Count < settings.SweepBatchSize)
             {

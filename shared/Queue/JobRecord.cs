@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -6,48 +7,99 @@ using System.Text.Json.Serialization;
 namespace Conveyor.Queue;
 
 /// <summary>
-/// The job record stored in <c>conveyor:{q}:jobs</c>. The payload is kept as a JSON string so the
-/// scripts can decode and re-encode the record without touching the payload's bytes.
+/// A stored job, read from its three parts so that no transition ever touches payload bytes:
+/// <list type="bullet">
+/// <item>the header in <c>conveyor:{q}:jobs</c>: JSON written once at enqueue (type, maxAttempts, traceParent,
+/// enqueuedAt). Its <c>"payload":{"in":"payloads"}</c> says where the payload is, and makes a process of the
+/// previous layout (which read <c>payload</c> as a string) refuse the record and kill the job visibly instead of
+/// running it without its payload;</item>
+/// <item>the state in <c>conveyor:{q}:state</c>: <c>attempt|maxAttempts|dueAt|lastError</c>, the only part
+/// retry, kill and recovery rewrite (plain text: the scripts format it without a JSON codec);</item>
+/// <item>the payload in <c>conveyor:{q}:payloads</c>: raw JSON, written at enqueue and deleted with the job.</item>
+/// </list>
+/// A job stored by the first layout has no state: its header is the whole record, the payload inside as an
+/// escaped JSON string. It is read as such until a script needs its state and splits it (<c>_lib.lua</c>).
 /// </summary>
-internal sealed class JobRecord
+internal sealed record JobRecord(
+    string Type, string Payload, int Attempt, int MaxAttempts, string? TraceParent, long EnqueuedAt, long DueAt, string? LastError)
 {
-    [JsonPropertyName("type")] public string Type { get; set; } = "";
-    [JsonPropertyName("payload")] public string Payload { get; set; } = "null";
-    [JsonPropertyName("attempt")] public int Attempt { get; set; }
-    [JsonPropertyName("maxAttempts")] public int MaxAttempts { get; set; }
-    [JsonPropertyName("traceParent")] public string? TraceParent { get; set; }
-    [JsonPropertyName("enqueuedAt")] public long EnqueuedAt { get; set; }
-    [JsonPropertyName("dueAt")] public long DueAt { get; set; }
-    [JsonPropertyName("lastError")] public string? LastError { get; set; }
-    [JsonPropertyName("diedAt")] public long? DiedAt { get; set; }
-
-    public static JobRecord Parse(string json) =>
-        JsonSerializer.Deserialize(json, JobRecordJson.Default.JobRecord)
-        ?? throw new InvalidDataException("A job record is null");
-
-    /// <summary>
-    /// The record as the enqueue script wants it: JSON with the closing brace left off, so the script
-    /// appends <c>enqueuedAt</c> and <c>dueAt</c> from Redis time without decoding anything.
-    /// </summary>
-    public static string OpenJson(string type, string payload, int maxAttempts, string? traceParent)
+    /// <summary>Reads a job from its header, state and payload (the last two null for a job of the first layout).</summary>
+    /// <exception cref="InvalidDataException">The parts are not a job record.</exception>
+    public static JobRecord Read(string header, string? state, string? payload)
     {
-        var buffer = new ArrayBufferWriter<byte>(payload.Length + 128);
+        Header parsed;
+        try
+        {
+            parsed = JsonSerializer.Deserialize(header, JobRecordJson.Default.Header) ?? throw new InvalidDataException("A job header is null");
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidDataException($"A job header is not JSON: {ex.Message}", ex);
+        }
+        if (state is null)
+        {
+            // First layout: everything in the header.
+            return new JobRecord(
+                parsed.Type, parsed.Payload is { ValueKind: JsonValueKind.String } legacy ? legacy.GetString()! : "null",
+                parsed.Attempt, parsed.MaxAttempts, parsed.TraceParent, parsed.EnqueuedAt, parsed.DueAt, parsed.LastError);
+        }
+        var (attempt, maxAttempts, dueAt, lastError) = ParseState(state);
+        if (payload is null && parsed.Payload is { ValueKind: JsonValueKind.String } stillInside)
+        {
+            payload = stillInside.GetString();
+        }
+        return new JobRecord(parsed.Type, payload ?? "null", attempt, maxAttempts, parsed.TraceParent, parsed.EnqueuedAt, dueAt, lastError);
+    }
+
+    /// <summary>The header as the enqueue script wants it: JSON with the closing brace left off, so the script appends <c>enqueuedAt</c>.</summary>
+    public static string OpenHeader(string type, int maxAttempts, string? traceParent)
+    {
+        var buffer = new ArrayBufferWriter<byte>(160);
         using (var writer = new Utf8JsonWriter(buffer))
         {
             writer.WriteStartObject();
             writer.WriteString("type", type);
-            writer.WriteString("payload", payload);
-            writer.WriteNumber("attempt", 0);
             writer.WriteNumber("maxAttempts", maxAttempts);
             if (traceParent is not null)
             {
                 writer.WriteString("traceParent", traceParent);
             }
+            writer.WriteStartObject("payload");
+            writer.WriteString("in", "payloads");
+            writer.WriteEndObject();
             writer.WriteEndObject();
         }
         return Encoding.UTF8.GetString(buffer.WrittenSpan[..^1]);
     }
+
+    private static (int Attempt, int MaxAttempts, long DueAt, string? LastError) ParseState(string state)
+    {
+        var first = state.IndexOf('|', StringComparison.Ordinal);
+        var second = first < 0 ? -1 : state.IndexOf('|', first + 1);
+        var third = second < 0 ? -1 : state.IndexOf('|', second + 1);
+        if (third < 0
+            || !int.TryParse(state.AsSpan(0, first), NumberStyles.None, CultureInfo.InvariantCulture, out var attempt)
+            || !int.TryParse(state.AsSpan(first + 1, second - first - 1), NumberStyles.None, CultureInfo.InvariantCulture, out var maxAttempts)
+            || !long.TryParse(state.AsSpan(second + 1, third - second - 1), NumberStyles.None, CultureInfo.InvariantCulture, out var dueAt))
+        {
+            throw new InvalidDataException($"A job state is not attempt|maxAttempts|dueAt|lastError: '{state[..Math.Min(state.Length, 64)]}'");
+        }
+        return (attempt, maxAttempts, dueAt, third + 1 == state.Length ? null : state[(third + 1)..]);
+    }
+
+    /// <summary>The header JSON; the fields after <see cref="EnqueuedAt"/> are set only in records of the first layout.</summary>
+    internal sealed class Header
+    {
+        [JsonPropertyName("type")] public string Type { get; set; } = "";
+        [JsonPropertyName("maxAttempts")] public int MaxAttempts { get; set; } = 1;
+        [JsonPropertyName("traceParent")] public string? TraceParent { get; set; }
+        [JsonPropertyName("enqueuedAt")] public long EnqueuedAt { get; set; }
+        [JsonPropertyName("payload")] public JsonElement? Payload { get; set; }
+        [JsonPropertyName("attempt")] public int Attempt { get; set; }
+        [JsonPropertyName("dueAt")] public long DueAt { get; set; }
+        [JsonPropertyName("lastError")] public string? LastError { get; set; }
+    }
 }
 
-[JsonSerializable(typeof(JobRecord))]
+[JsonSerializable(typeof(JobRecord.Header))]
 internal sealed partial class JobRecordJson : JsonSerializerContext;

@@ -19,6 +19,14 @@ public static partial class JobValidation
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", RegexOptions.CultureInvariant)]
     private static partial Regex NamePattern();
 
+    [GeneratedRegex("^[A-Za-z0-9](?:[A-Za-z0-9._~-]{0,126}[A-Za-z0-9])?$", RegexOptions.CultureInvariant)]
+    private static partial Regex IdPattern();
+
+    // Throws on a lone surrogate instead of writing U+FFFD: the payload stored must be the payload given.
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    private static readonly JsonDocumentOptions StrictJson = new() { AllowDuplicateProperties = false };
+
     /// <summary>Checks a queue name.</summary>
     public static void QueueName(string? queue, string field = "queue")
     {
@@ -28,19 +36,31 @@ public static partial class JobValidation
         }
     }
 
-    /// <summary>Checks a job id.</summary>
+    /// <summary>
+    /// Checks the id of a new job. Ids travel in URL path segments (<c>/api/queues/{queue}/jobs/{id}</c>), so the
+    /// alphabet is what every client, proxy and host passes through unchanged, never encoded, decoded or normalised:
+    /// 1 to 128 of <c>A–Z a–z 0–9 . _ ~ -</c> (RFC 3986 unreserved characters), starting and ending with a letter or a
+    /// digit (so never <c>.</c> or <c>..</c>, and no trailing dot, which IIS drops). Azure Functions decodes
+    /// <c>%2F</c> before it routes, so an escaped slash could never be read back there.
+    /// </summary>
+    public static void NewJobId(string? id, string field = "id")
+    {
+        if (id is null || !IdPattern().IsMatch(id))
+        {
+            throw new ConveyorValidationException(field,
+                $"must be 1 to {MaxIdLength} of A-Z a-z 0-9 . _ ~ -, starting and ending with a letter or digit");
+        }
+    }
+
+    /// <summary>
+    /// Checks an id a lookup names: any id a job may have been stored with, so jobs enqueued before
+    /// <see cref="NewJobId"/> narrowed the alphabet (1 to 128 printable ASCII characters) can still be read and managed.
+    /// </summary>
     public static void JobId(string? id, string field = "id")
     {
-        if (string.IsNullOrEmpty(id) || id.Length > MaxIdLength)
+        if (string.IsNullOrEmpty(id) || id.Length > MaxIdLength || id.Any(c => c is < '!' or > '~'))
         {
-            throw new ConveyorValidationException(field, $"must be 1 to {MaxIdLength} characters");
-        }
-        foreach (var c in id)
-        {
-            if (c is < '!' or > '~')
-            {
-                throw new ConveyorValidationException(field, "must be printable ASCII without spaces");
-            }
+            throw new ConveyorValidationException(field, $"must be 1 to {MaxIdLength} printable ASCII characters without spaces");
         }
     }
 
@@ -56,7 +76,7 @@ public static partial class JobValidation
         }
         if (job.Id is not null)
         {
-            JobId(job.Id, prefix + "id");
+            NewJobId(job.Id, prefix + "id");
         }
         if (job.MaxAttempts is < 1 or > 1000)
         {
@@ -84,24 +104,31 @@ public static partial class JobValidation
         {
             throw new ConveyorValidationException(field, "is required (JSON; use null for none)");
         }
-        if (payload.Length > maxBytes || Encoding.UTF8.GetByteCount(payload) > maxBytes)
+        if (payload.Length > maxBytes)
         {
             throw new ConveyorValidationException(field, $"is larger than {maxBytes} bytes");
         }
-        var reader = new Utf8JsonReader(Encoding.UTF8.GetBytes(payload));
+        byte[] utf8;
         try
         {
-            while (reader.Read())
-            {
-            }
+            utf8 = StrictUtf8.GetBytes(payload);
+        }
+        catch (EncoderFallbackException)
+        {
+            throw new ConveyorValidationException(field, "is not valid text: it holds a lone UTF-16 surrogate");
+        }
+        if (utf8.Length > maxBytes)
+        {
+            throw new ConveyorValidationException(field, $"is larger than {maxBytes} bytes");
+        }
+        try
+        {
+            // The same strictness as the HTTP body: one value, no duplicate property names at any depth.
+            using var document = JsonDocument.Parse(utf8, StrictJson);
         }
         catch (JsonException ex)
         {
             throw new ConveyorValidationException(field, $"is not valid JSON: {ex.Message}");
-        }
-        if (reader.BytesConsumed == 0)
-        {
-            throw new ConveyorValidationException(field, "is not valid JSON: it is empty");
         }
     }
 }

@@ -28,7 +28,10 @@ public enum JobState
 /// <param name="Payload">The job's input as JSON text, at most <c>MaxPayloadBytes</c>.</param>
 public sealed record JobRequest(string Type, string Payload)
 {
-    /// <summary>Idempotency key: up to 128 printable ASCII characters. Default: a new UUIDv7.</summary>
+    /// <summary>
+    /// Idempotency key: 1 to 128 of <c>A-Z a-z 0-9 . _ ~ -</c>, starting and ending with a letter or digit (it travels in
+    /// URL paths; see <see cref="JobValidation.NewJobId"/>). Default: a new UUIDv7.
+    /// </summary>
     public string? Id { get; init; }
 
     /// <summary>Run no earlier than this instant (UTC), at most a year ahead. Excludes <see cref="Delay"/>.</summary>

@@ -18,25 +18,38 @@ internal static class LuaScripts
     public static readonly RedisScript ReturnUnstarted = Load("return_unstarted");
     public static readonly RedisScript Deregister = Load("deregister");
     public static readonly RedisScript Promote = Load("promote");
+    public static readonly RedisScript Watch = Load("watch");
     public static readonly RedisScript Recover = Load("recover");
     public static readonly RedisScript RequeueDead = Load("requeue_dead");
     public static readonly RedisScript DeleteDead = Load("delete_dead");
     public static readonly RedisScript TrimDead = Load("trim_dead");
+    public static readonly RedisScript IdleQueue = Load("idle_queue");
 
-    /// <summary>Every script, for tests that check them all.</summary>
+    /// <summary>The one script on the registry <c>conveyor:queues</c> (its own hash slot, no queue's).</summary>
+    public static readonly RedisScript RegisterQueue = Load("register_queue");
+
+    /// <summary>Every script on one queue's keys, for tests that check them all.</summary>
     public static IReadOnlyList<RedisScript> All { get; } =
     [
-        Enqueue, Beat, Claim, Ack, Retry, Kill, ReturnUnstarted, Deregister, Promote, Recover, RequeueDead, DeleteDead, TrimDead,
+        Enqueue, Beat, Claim, Ack, Retry, Kill, ReturnUnstarted, Deregister, Promote, Watch, Recover, RequeueDead, DeleteDead, TrimDead, IdleQueue,
     ];
 
-    /// <summary>The embedded script <c>Conveyor.{area}.Lua.{name}.lua</c> (areas: Queue, Presence).</summary>
+    /// <summary>
+    /// The embedded script <c>Conveyor.{area}.Lua.{name}.lua</c> (areas: Queue, Presence). Queue scripts start with
+    /// <c>Queue/Lua/_lib.lua</c>: the helpers they share (Redis time, chunked writes, the job state format).
+    /// </summary>
     internal static RedisScript Load(string name, string area = "Queue")
     {
-        var resource = $"Conveyor.{area}.Lua.{name}.lua";
+        var source = Read($"Conveyor.{area}.Lua.{name}.lua");
+        return new RedisScript(name, area == "Queue" ? Read("Conveyor.Queue.Lua._lib.lua") + source : source);
+    }
+
+    private static string Read(string resource)
+    {
         using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream(resource)
             ?? throw new InvalidOperationException($"Embedded script {resource} is missing");
         using var reader = new StreamReader(stream);
-        return new RedisScript(name, reader.ReadToEnd());
+        return reader.ReadToEnd();
     }
 }
 

@@ -16,20 +16,46 @@ public sealed record SessionResult(
     long Killed,
     long Returned,
     long LostClaims,
-    bool Deregistered);
+    bool Deregistered)
+{
+    /// <summary>Claims found in the consumer's inflight set that the session did not know it held (their reply was lost), handed back.</summary>
+    public long Reconciled { get; init; }
+
+    /// <summary>Why the session ended.</summary>
+    public SessionEnd End { get; init; }
+}
+
+/// <summary>Why a processor session ended.</summary>
+public enum SessionEnd
+{
+    /// <summary>Its duration elapsed, or it was cancelled (shutdown).</summary>
+    Stopped,
+
+    /// <summary>No heartbeat was recorded for half the consumer timeout: it stopped before the custodian took it for dead.</summary>
+    HeartbeatLost,
+
+    /// <summary>The custodian took it for dead (its claims were recovered), or its heartbeat had passed the consumer timeout.</summary>
+    TakenForDead,
+
+    /// <summary>An unexpected error; the session rethrows it after its end steps.</summary>
+    Failed,
+}
 
 /// <summary>
 /// The long-poll consumer. A session registers a consumer, heartbeats, claims jobs in batches, runs
 /// their handlers with bounded concurrency, and acks/retries/kills them in batches. It ends on
 /// cancellation or when its duration elapses: it stops claiming, lets running handlers finish within
 /// <see cref="ProcessorOptions.ShutdownGrace"/>, hands unstarted jobs back to the front of the queue
-/// and deregisters.
+/// and deregisters. It ends early, the same way, when its heartbeat fails for half of
+/// <see cref="CustodianOptions.ConsumerTimeout"/> or it finds itself taken for dead; transient Redis errors
+/// it outlives with backoff.
 /// </summary>
 public sealed class Processor(
     RedisConnection redis,
     IServiceScopeFactory scopes,
     IOptions<ProcessorOptions> options,
     IOptions<QueueOptions> queueOptions,
+    IOptions<CustodianOptions> custodianOptions,
     ILogger<Processor> logger)
 {
     /// <summary>Runs one session per configured queue, all at once, until cancelled or <paramref name="duration"/> elapses.</summary>
@@ -57,7 +83,8 @@ public sealed class Processor(
     {
         JobValidation.QueueName(queue);
         var session = new ProcessorSession(
-            new QueueKeys(queue), await redis.GetMultiplexerAsync(), scopes, options.Value, queueOptions.Value, logger);
+            new QueueKeys(queue), await redis.GetMultiplexerAsync(), scopes, options.Value, queueOptions.Value,
+            custodianOptions.Value.ConsumerTimeout, logger);
         return await session.RunAsync(duration, cancellationToken);
     }
 }

@@ -1,18 +1,30 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Threading.Channels;
+using Conveyor.Storage;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
 namespace Conveyor.Queue;
 
-/// <summary>One consumer on one queue, from register to deregister. See <see cref="Processor"/>.</summary>
+/// <summary>
+/// One consumer on one queue, from register to deregister. See <see cref="Processor"/>.
+/// Under faults: every loop outlives transient Redis errors (<see cref="Transient"/>) with backoff; a claim whose reply
+/// was lost is reconciled with this consumer's inflight set (returned to the queue) before the next claim; a session
+/// whose heartbeat fails for half the consumer timeout, or that finds itself taken for dead, stops claiming and ends;
+/// and however it ends, the same steps run in order, the heartbeat stopping only after them.
+/// </summary>
 internal sealed class ProcessorSession
 {
     /// <summary>How long to wait for handlers that ignore cancellation after the grace period.</summary>
     private static readonly TimeSpan AbandonAfter = TimeSpan.FromSeconds(5);
 
-    private static readonly TimeSpan RedisRetryDelay = TimeSpan.FromMilliseconds(500);
+    /// <summary>
+    /// Payload bytes one claim brings back at most (8 MiB; one job is always claimed): a batch of large payloads must not
+    /// make one Redis reply, and the memory it takes here, unbounded.
+    /// </summary>
+    internal const int ClaimMaxBytes = 8 * 1024 * 1024;
 
     private readonly QueueKeys _keys;
     private readonly RedisKey _inflight;
@@ -21,6 +33,7 @@ internal sealed class ProcessorSession
     private readonly IServiceScopeFactory _scopes;
     private readonly ProcessorOptions _options;
     private readonly QueueOptions _queueOptions;
+    private readonly TimeSpan _consumerTimeout;
     private readonly ILogger _logger;
     private readonly KeyValuePair<string, object?> _queueTag;
 
@@ -28,12 +41,24 @@ internal sealed class ProcessorSession
     private readonly Channel<Completion> _completions = Channel.CreateUnbounded<Completion>(new() { SingleReader = true });
     private readonly AsyncSignal _wake = new();
     private readonly AsyncSignal _slotFreed = new();
+
+    /// <summary>Claims this session knows it holds (id → claim token): claimed, and neither completed nor handed back.</summary>
+    private readonly ConcurrentDictionary<string, long> _held = new(StringComparer.Ordinal);
+
+    /// <summary>Stops claiming: cancelled when the session's time is up, on shutdown, or when it must end early.</summary>
+    private CancellationTokenSource _stopClaiming = null!;
+
+    /// <summary>Cancelled once the session has spent its consumer timeout trying to settle after it stopped.</summary>
+    private CancellationTokenSource _giveUp = null!;
+
     private int _inHand;
-    private long _claimed, _acked, _retried, _killed, _returned, _lost;
+    private bool _uncertainClaims;
+    private int _end = (int)SessionEnd.Stopped;
+    private long _claimed, _acked, _retried, _killed, _returned, _lost, _reconciled;
 
     public ProcessorSession(
         QueueKeys keys, ConnectionMultiplexer multiplexer, IServiceScopeFactory scopes,
-        ProcessorOptions options, QueueOptions queueOptions, ILogger logger)
+        ProcessorOptions options, QueueOptions queueOptions, TimeSpan consumerTimeout, ILogger logger)
     {
         _keys = keys;
         ConsumerId = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid():N}";
@@ -43,66 +68,110 @@ internal sealed class ProcessorSession
         _scopes = scopes;
         _options = options;
         _queueOptions = queueOptions;
+        _consumerTimeout = consumerTimeout;
         _logger = logger;
         _queueTag = ConveyorTelemetry.QueueTag(keys.Queue);
     }
 
     public string ConsumerId { get; }
 
+    /// <summary>
+    /// A heartbeat older than this may be taken for dead at any moment: a session whose beats have all failed for this
+    /// long stops claiming and ends.
+    /// </summary>
+    private TimeSpan HeartbeatLossLimit => _consumerTimeout / 2;
+
     public async Task<SessionResult> RunAsync(TimeSpan? duration, CancellationToken cancellationToken)
     {
         using var stopClaiming = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        _stopClaiming = stopClaiming;
         if (duration is { } limit)
         {
             stopClaiming.CancelAfter(limit);
         }
         using var stopHandlers = new CancellationTokenSource();
         using var stopHeartbeat = new CancellationTokenSource();
+        using var giveUp = new CancellationTokenSource();
+        _giveUp = giveUp;
 
         var subscription = await _multiplexer.GetSubscriber().SubscribeAsync(_keys.Signal);
         subscription.OnMessage(_ => _wake.Set());
         try
         {
-            await BeatAsync();
-            _logger.LogInformation("Consumer {Consumer} started on queue {Queue}", ConsumerId, _keys.Queue);
+            await BeatAsync(register: true);
+        }
+        catch
+        {
+            await UnsubscribeAsync(subscription);
+            throw;
+        }
+        _logger.LogInformation("Consumer {Consumer} started on queue {Queue}", ConsumerId, _keys.Queue);
 
-            var heartbeat = HeartbeatLoopAsync(stopHeartbeat.Token);
-            var flusher = FlushLoopAsync();
-            var workers = Task.WhenAll(Enumerable.Range(0, _options.Concurrency).Select(_ => WorkerLoopAsync(stopClaiming.Token, stopHandlers.Token)));
-            try
-            {
-                await ClaimLoopAsync(stopClaiming.Token);
-            }
-            catch (OperationCanceledException) when (stopClaiming.IsCancellationRequested)
-            {
-            }
-
-            // Graceful end: running handlers get the grace period, then their tokens are cancelled.
-            if (!await Finishes(workers, _options.ShutdownGrace))
-            {
-                _logger.LogWarning("Consumer {Consumer}: handlers still running after the grace period; cancelling them", ConsumerId);
-                await stopHandlers.CancelAsync();
-                if (!await Finishes(workers, AbandonAfter))
-                {
-                    _logger.LogError(
-                        "Consumer {Consumer}: handlers ignore cancellation; their jobs stay claimed and the custodian will recover them", ConsumerId);
-                }
-            }
-            await ReturnUnstartedAsync();
-            _completions.Writer.TryComplete();
-            await flusher;
-            await stopHeartbeat.CancelAsync();
-            await heartbeat;
-            var deregistered = workers.IsCompleted && await DeregisterAsync();
-            _logger.LogInformation(
-                "Consumer {Consumer} stopped on queue {Queue}: claimed {Claimed}, acked {Acked}, retried {Retried}, killed {Killed}, returned {Returned}",
-                ConsumerId, _keys.Queue, _claimed, _acked, _retried, _killed, _returned);
-            return new SessionResult(_keys.Queue, ConsumerId, _claimed, _acked, _retried, _killed, _returned, _lost, deregistered);
+        var heartbeat = HeartbeatLoopAsync(stopHeartbeat.Token);
+        var flusher = FlushLoopAsync();
+        var workers = Task.WhenAll(Enumerable.Range(0, _options.Concurrency).Select(_ => WorkerLoopAsync(stopClaiming.Token, stopHandlers.Token)));
+        Exception? failure = null;
+        try
+        {
+            await ClaimLoopAsync(stopClaiming.Token);
+        }
+        catch (OperationCanceledException) when (stopClaiming.IsCancellationRequested)
+        {
+        }
+#pragma warning disable CA1031 // Anything unexpected ends the session the same way; it surfaces after the end steps.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            failure = ex;
+            EndBecause(SessionEnd.Failed);
+            _logger.LogError(ex, "Consumer {Consumer}: claiming failed; ending the session", ConsumerId);
         }
         finally
         {
-            await subscription.UnsubscribeAsync();
+            await stopClaiming.CancelAsync();
+            giveUp.CancelAfter(_consumerTimeout);
         }
+
+        // The end steps, whatever ended the session. Each one outlives transient errors until giveUp; the heartbeat keeps
+        // this consumer's claims alive until the last of them, so what they settle is not recovered behind their back.
+        var deregistered = false;
+        if (!await Finishes(workers, _options.ShutdownGrace))
+        {
+            // Graceful end: running handlers got the grace period; now their tokens are cancelled.
+            _logger.LogWarning("Consumer {Consumer}: handlers still running after the grace period; cancelling them", ConsumerId);
+            await stopHandlers.CancelAsync();
+            if (!await Finishes(workers, AbandonAfter))
+            {
+                _logger.LogError(
+                    "Consumer {Consumer}: handlers ignore cancellation; their jobs stay claimed and the custodian will recover them", ConsumerId);
+            }
+        }
+        await ReturnUnstartedAsync();
+        _completions.Writer.TryComplete();
+        await flusher;
+        await ReconcileUntilSettledAsync();
+        await stopHeartbeat.CancelAsync();
+        await heartbeat;
+        if (workers.IsCompleted)
+        {
+            deregistered = await DeregisterAsync();
+        }
+        await UnsubscribeAsync(subscription);
+
+        var end = (SessionEnd)Volatile.Read(ref _end);
+        _logger.Log(
+            end is SessionEnd.Stopped ? LogLevel.Information : LogLevel.Warning,
+            "Consumer {Consumer} stopped on queue {Queue} ({End}): claimed {Claimed}, acked {Acked}, retried {Retried}, killed {Killed}, returned {Returned}, reconciled {Reconciled}, lost claims {Lost}",
+            ConsumerId, _keys.Queue, end, _claimed, _acked, _retried, _killed, _returned, _reconciled, _lost);
+        if (failure is not null)
+        {
+            throw new InvalidOperationException($"The processor session of consumer {ConsumerId} on queue {_keys.Queue} failed", failure);
+        }
+        return new SessionResult(_keys.Queue, ConsumerId, _claimed, _acked, _retried, _killed, _returned, _lost, deregistered)
+        {
+            Reconciled = _reconciled,
+            End = end,
+        };
     }
 
     private static async Task<bool> Finishes(Task task, TimeSpan within)
@@ -114,19 +183,29 @@ internal sealed class ProcessorSession
         return await Task.WhenAny(task, Task.Delay(within)) == task;
     }
 
-    private async Task<bool> BeatAsync()
+    /// <summary>Records why the session ends (the first reason wins) and stops claiming.</summary>
+    private void EndBecause(SessionEnd reason)
     {
-        var reply = (RedisResult[])(await LuaScripts.Beat.RunAsync(_db, [_keys.Consumers], [ConsumerId]))!;
+        Interlocked.CompareExchange(ref _end, (int)reason, (int)SessionEnd.Stopped);
+        _stopClaiming.Cancel();
+    }
+
+    /// <summary>Registers (first beat) or beats. False when a beat finds this consumer taken for dead.</summary>
+    private async Task<bool> BeatAsync(bool register)
+    {
+        var reply = (RedisResult[])(await LuaScripts.Beat.RunAsync(_db, [_keys.Consumers], [ConsumerId, register ? 1 : 0]))!;
         return (long)reply[1] == 1;
     }
 
-    private async Task HeartbeatLoopAsync(CancellationToken cancellationToken)
+    private async Task HeartbeatLoopAsync(CancellationToken stop)
     {
+        var lastBeat = Stopwatch.GetTimestamp();
+        var failures = 0;
         while (true)
         {
             try
             {
-                await Task.Delay(_options.HeartbeatInterval, cancellationToken);
+                await Task.Delay(failures == 0 ? _options.HeartbeatInterval : Transient.Delay(failures, _options.HeartbeatInterval), stop);
             }
             catch (OperationCanceledException)
             {
@@ -134,15 +213,36 @@ internal sealed class ProcessorSession
             }
             try
             {
-                if (!await BeatAsync())
+                if (!await BeatAsync(register: false))
                 {
                     _logger.LogWarning(
-                        "Consumer {Consumer} was taken for dead and its claims were recovered; it registered again", ConsumerId);
+                        "Consumer {Consumer} was taken for dead and its claims are recovered; ending the session", ConsumerId);
+                    EndBecause(SessionEnd.TakenForDead);
+                    return;
+                }
+                lastBeat = Stopwatch.GetTimestamp();
+                failures = 0;
+            }
+            catch (Exception ex) when (Transient.Is(ex))
+            {
+                failures++;
+                var silent = Stopwatch.GetElapsedTime(lastBeat);
+                _logger.LogWarning(ex, "Consumer {Consumer}: heartbeat failed ({Failures} in a row, none recorded for {Silent})", ConsumerId, failures, silent);
+                if (silent > HeartbeatLossLimit && !_stopClaiming.IsCancellationRequested)
+                {
+                    _logger.LogError(
+                        "Consumer {Consumer}: no heartbeat recorded for {Silent}, half the consumer timeout; ending the session before the custodian takes it for dead",
+                        ConsumerId, silent);
+                    EndBecause(SessionEnd.HeartbeatLost);
                 }
             }
-            catch (RedisException ex)
+#pragma warning disable CA1031 // A beat that fails for good ends the session; its claims are recovered once it is silent.
+            catch (Exception ex)
+#pragma warning restore CA1031
             {
-                _logger.LogWarning(ex, "Consumer {Consumer}: heartbeat failed", ConsumerId);
+                _logger.LogError(ex, "Consumer {Consumer}: heartbeat failed; ending the session", ConsumerId);
+                EndBecause(SessionEnd.Failed);
+                return;
             }
         }
     }
@@ -151,8 +251,14 @@ internal sealed class ProcessorSession
     {
         var capacity = _options.Concurrency + _options.Prefetch;
         var refill = Math.Max(1, _options.Prefetch / 2);
+        var failures = 0;
         while (!stop.IsCancellationRequested)
         {
+            if (_uncertainClaims && !await TryReconcileAsync())
+            {
+                await Task.Delay(Transient.Delay(++failures), stop);
+                continue;
+            }
             _slotFreed.Reset();
             var free = capacity - Volatile.Read(ref _inHand);
             // Under load, claim in worthwhile batches; when the buffer runs dry, claim whatever fits.
@@ -167,12 +273,21 @@ internal sealed class ProcessorSession
             try
             {
                 claimed = await ClaimAsync(wanted);
+                failures = 0;
             }
-            catch (RedisException ex)
+            catch (Exception ex) when (Transient.Is(ex))
             {
-                _logger.LogWarning(ex, "Consumer {Consumer}: claim failed; retrying", ConsumerId);
-                await Task.Delay(RedisRetryDelay, stop);
+                // The script may have run even though its reply was lost: look in the inflight set before claiming again.
+                _uncertainClaims = true;
+                _logger.LogWarning(ex, "Consumer {Consumer}: claim failed; reconciling, then retrying", ConsumerId);
+                await Task.Delay(Transient.Delay(++failures), stop);
                 continue;
+            }
+            if (claimed < 0)
+            {
+                _logger.LogWarning("Consumer {Consumer}: claim refused (taken for dead, or heartbeat older than the consumer timeout); ending the session", ConsumerId);
+                EndBecause(SessionEnd.TakenForDead);
+                return;
             }
             if (claimed < wanted)
             {
@@ -181,19 +296,20 @@ internal sealed class ProcessorSession
         }
     }
 
+    /// <summary>Claims up to <paramref name="count"/> jobs into the buffer; returns how many, or -1 when refused.</summary>
     private async Task<int> ClaimAsync(int count)
     {
         var reply = (RedisResult[])(await LuaScripts.Claim.RunAsync(
-            _db, [_keys.Consumers, _keys.Ready, _inflight, _keys.Jobs, _keys.Seq], [ConsumerId, count]))!;
+            _db,
+            [_keys.Consumers, _keys.Ready, _inflight, _keys.Jobs, _keys.State, _keys.Payloads, _keys.Seq],
+            [ConsumerId, count, (long)_consumerTimeout.TotalMilliseconds, ClaimMaxBytes]))!;
         var now = (long)reply[0];
         if (now < 0)
         {
-            // The custodian removed this consumer (it looked dead); register again and claim next round.
-            await BeatAsync();
-            return count;
+            return -1;
         }
         var token = (long)reply[1];
-        var claimed = (reply.Length - 2) / 2;
+        var claimed = (reply.Length - 2) / 4;
         if (claimed == 0)
         {
             return 0;
@@ -201,11 +317,50 @@ internal sealed class ProcessorSession
         Interlocked.Add(ref _inHand, claimed);
         _claimed += claimed;
         ConveyorTelemetry.Claimed.Add(claimed, _queueTag);
-        for (var i = 2; i < reply.Length; i += 2)
+        for (var i = 2; i < reply.Length; i += 4)
         {
-            _buffer.Writer.TryWrite(new ClaimedJob((string)reply[i]!, token, (string)reply[i + 1]!, now));
+            var id = (string)reply[i]!;
+            _held[id] = token;
+            _buffer.Writer.TryWrite(new ClaimedJob(id, token, (string)reply[i + 1]!, (string?)reply[i + 2], (string?)reply[i + 3], now));
         }
         return claimed;
+    }
+
+    /// <summary>
+    /// Hands back every claim in this consumer's inflight set that the session does not know it holds: claims whose reply
+    /// was lost. False when Redis did not answer (try again later).
+    /// </summary>
+    private async Task<bool> TryReconcileAsync()
+    {
+        try
+        {
+            var entries = await _db.SortedSetRangeByRankWithScoresAsync(_inflight);
+            var strays = entries.Where(e => !_held.ContainsKey(e.Element!)).Select(e => ((string)e.Element!, (long)e.Score)).ToList();
+            if (strays.Count > 0)
+            {
+                var back = await HandBackAsync(strays);
+                Interlocked.Add(ref _reconciled, back);
+                _logger.LogWarning("Consumer {Consumer}: {Count} claims whose reply was lost went back to the queue", ConsumerId, back);
+            }
+            _uncertainClaims = false;
+            return true;
+        }
+        catch (Exception ex) when (Transient.Is(ex))
+        {
+            _logger.LogWarning(ex, "Consumer {Consumer}: could not read its inflight set to reconcile", ConsumerId);
+            return false;
+        }
+    }
+
+    private async Task ReconcileUntilSettledAsync()
+    {
+        for (var failures = 1; !await TryReconcileAsync(); failures++)
+        {
+            if (!await DelayUnlessGivenUpAsync(failures, "reconcile its claims"))
+            {
+                return;
+            }
+        }
     }
 
     private async Task WorkerLoopAsync(CancellationToken stopClaiming, CancellationToken stopHandlers)
@@ -234,11 +389,11 @@ internal sealed class ProcessorSession
         JobRecord record;
         try
         {
-            record = JobRecord.Parse(claimed.Record);
+            record = JobRecord.Read(claimed.Header, claimed.State, claimed.Payload);
         }
-        catch (Exception ex) when (ex is System.Text.Json.JsonException or InvalidDataException)
+        catch (InvalidDataException ex)
         {
-            Complete(Completion.Kill(claimed, 0, $"the job record is unreadable: {ex.Message}"));
+            Complete(Completion.Kill(claimed, 0, 1, claimed.ClaimedAt, $"the job record is unreadable: {ex.Message}"));
             return;
         }
         var attempt = record.Attempt + 1;
@@ -264,7 +419,7 @@ internal sealed class ProcessorSession
             var handler = scope.ServiceProvider.GetKeyedService<IJobHandler>(record.Type);
             if (handler is null)
             {
-                Complete(Completion.Kill(claimed, record.Attempt, $"no handler is registered for job type '{record.Type}'"));
+                Complete(Completion.Kill(claimed, record.Attempt, record.MaxAttempts, record.DueAt, $"no handler is registered for job type '{record.Type}'"));
                 return;
             }
             await handler.HandleAsync(job, timeout.Token);
@@ -282,12 +437,12 @@ internal sealed class ProcessorSession
             activity?.SetStatus(ActivityStatusCode.Error, error);
             if (attempt >= record.MaxAttempts)
             {
-                Complete(Completion.Kill(claimed, attempt, error));
+                Complete(Completion.Kill(claimed, attempt, record.MaxAttempts, record.DueAt, error));
             }
             else
             {
                 var delay = Backoff.Delay(attempt, _queueOptions.RetryBaseDelay, _queueOptions.MaxBackoff);
-                Complete(Completion.Retry(claimed, attempt, (long)delay.TotalMilliseconds, error));
+                Complete(Completion.Retry(claimed, attempt, record.MaxAttempts, (long)delay.TotalMilliseconds, error));
             }
         }
         finally
@@ -323,27 +478,36 @@ internal sealed class ProcessorSession
 
     private async Task FlushAsync(List<Completion> batch)
     {
-        for (var failures = 0; ; failures++)
+        for (var failures = 1; ; failures++)
         {
             try
             {
                 await Task.WhenAll(
-                    SendAsync(batch, CompletionKind.Ack, LuaScripts.Ack, [_inflight, _keys.Jobs]),
-                    SendAsync(batch, CompletionKind.Retry, LuaScripts.Retry, [_inflight, _keys.Jobs, _keys.Scheduled]),
-                    SendAsync(batch, CompletionKind.Kill, LuaScripts.Kill, [_inflight, _keys.Jobs, _keys.Dead]));
+                    SendAsync(batch, CompletionKind.Ack, LuaScripts.Ack, [_inflight, _keys.Jobs, _keys.State, _keys.Payloads]),
+                    SendAsync(batch, CompletionKind.Retry, LuaScripts.Retry, [_inflight, _keys.State, _keys.Scheduled]),
+                    SendAsync(batch, CompletionKind.Kill, LuaScripts.Kill, [_inflight, _keys.State, _keys.Dead]));
                 return;
             }
-            catch (RedisException ex) when (failures < 20)
+            catch (Exception ex) when (Transient.Is(ex))
             {
-                // Each script is fenced and idempotent for a held claim, so sending a batch twice is safe.
-                _logger.LogWarning(ex, "Consumer {Consumer}: could not record {Count} finished jobs; retrying", ConsumerId, batch.Count);
-                await Task.Delay(RedisRetryDelay * Math.Min(failures + 1, 10));
+                // Each script is fenced and idempotent for a held claim, so sending a batch twice is safe. What was
+                // not answered may have been recorded all the same: a refusal on the next try does not mean lost.
+                foreach (var completion in batch)
+                {
+                    completion.Unanswered = !completion.Sent;
+                }
+                _logger.LogWarning(ex, "Consumer {Consumer}: could not record {Count} finished jobs; retrying", ConsumerId, batch.Count(c => !c.Sent));
+                if (!await DelayUnlessGivenUpAsync(failures, "record finished jobs"))
+                {
+                    return;
+                }
             }
-            catch (RedisException ex)
+#pragma warning disable CA1031 // These claims stay held: end the session so that the custodian recovers them.
+            catch (Exception ex)
+#pragma warning restore CA1031
             {
-                _logger.LogError(
-                    ex, "Consumer {Consumer}: gave up recording {Count} finished jobs; they stay claimed and the custodian will requeue them",
-                    ConsumerId, batch.Count);
+                _logger.LogError(ex, "Consumer {Consumer}: recording finished jobs failed; ending the session so that the custodian recovers them", ConsumerId);
+                EndBecause(SessionEnd.Failed);
                 return;
             }
         }
@@ -356,22 +520,17 @@ internal sealed class ProcessorSession
         {
             return;
         }
-        var args = new List<RedisValue>(items.Count * 5);
+        var args = new List<RedisValue>(items.Count * 6);
         foreach (var item in items)
         {
             args.Add(item.Job.Id);
             args.Add(item.Job.Token);
-            switch (kind)
+            if (kind != CompletionKind.Ack)
             {
-                case CompletionKind.Retry:
-                    args.Add(item.Attempt);
-                    args.Add(item.DelayMs);
-                    args.Add(item.Error);
-                    break;
-                case CompletionKind.Kill:
-                    args.Add(item.Attempt);
-                    args.Add(item.Error);
-                    break;
+                args.Add(item.Attempt);
+                args.Add(item.MaxAttempts);
+                args.Add(item.DelayOrDueMs);
+                args.Add(item.Error);
             }
         }
         var reply = (RedisResult[])(await script.RunAsync(_db, keys, [.. args]))!;
@@ -379,9 +538,16 @@ internal sealed class ProcessorSession
         for (var i = 0; i < items.Count; i++)
         {
             items[i].Sent = true;
+            _held.TryRemove(items[i].Job.Id, out _);
             if ((long)reply[i] == 1)
             {
                 done++;
+            }
+            else if (items[i].Unanswered)
+            {
+                // Most likely recorded by the try whose reply was lost (the claim would otherwise still be held).
+                done++;
+                _logger.LogDebug("Consumer {Consumer}: job {Job}'s {Kind} was refused on a second try: the first, unanswered, recorded it", ConsumerId, items[i].Job.Id, kind);
             }
             else
             {
@@ -411,56 +577,107 @@ internal sealed class ProcessorSession
 
     private async Task ReturnUnstartedAsync()
     {
-        var unstarted = new List<ClaimedJob>();
+        var unstarted = new List<(string Id, long Token)>();
         while (_buffer.Reader.TryRead(out var job))
         {
-            unstarted.Add(job);
+            unstarted.Add((job.Id, job.Token));
         }
         if (unstarted.Count == 0)
         {
             return;
         }
-        var args = new List<RedisValue>(1 + unstarted.Count * 2) { _keys.Signal.ToString() };
-        foreach (var job in unstarted)
-        {
-            args.Add(job.Id);
-            args.Add(job.Token);
-        }
-        for (var failures = 0; ; failures++)
+        for (var failures = 1; ; failures++)
         {
             try
             {
-                _returned = (long)await LuaScripts.ReturnUnstarted.RunAsync(_db, [_inflight, _keys.Ready], [.. args]);
+                _returned += await HandBackAsync(unstarted);
                 Interlocked.Add(ref _inHand, -unstarted.Count);
                 return;
             }
-            catch (RedisException ex) when (failures < 5)
+            catch (Exception ex) when (Transient.Is(ex))
             {
                 _logger.LogWarning(ex, "Consumer {Consumer}: could not hand back {Count} unstarted jobs; retrying", ConsumerId, unstarted.Count);
-                await Task.Delay(RedisRetryDelay);
-            }
-            catch (RedisException ex)
-            {
-                _logger.LogError(ex, "Consumer {Consumer}: gave up handing back unstarted jobs; the custodian will requeue them", ConsumerId);
-                return;
+                if (!await DelayUnlessGivenUpAsync(failures, "hand back unstarted jobs"))
+                {
+                    return;
+                }
             }
         }
+    }
+
+    /// <summary>Returns claims to the front of the ready list, in order (fenced: claims no longer held are skipped).</summary>
+    private async Task<long> HandBackAsync(IReadOnlyList<(string Id, long Token)> claims)
+    {
+        long back = 0;
+        // Bounded calls, last chunk first: each call puts its jobs in front of those of the calls before it.
+        for (var end = claims.Count; end > 0; end -= _options.CompletionBatchSize)
+        {
+            var start = Math.Max(0, end - _options.CompletionBatchSize);
+            var args = new List<RedisValue>(1 + (end - start) * 2) { _keys.Signal.ToString() };
+            for (var i = start; i < end; i++)
+            {
+                args.Add(claims[i].Id);
+                args.Add(claims[i].Token);
+            }
+            back += (long)await LuaScripts.ReturnUnstarted.RunAsync(_db, [_inflight, _keys.Ready], [.. args]);
+            for (var i = start; i < end; i++)
+            {
+                _held.TryRemove(claims[i].Id, out _);
+            }
+        }
+        return back;
     }
 
     private async Task<bool> DeregisterAsync()
     {
+        for (var failures = 1; ; failures++)
+        {
+            try
+            {
+                return (long)await LuaScripts.Deregister.RunAsync(_db, [_keys.Consumers, _inflight], [ConsumerId]) == 1;
+            }
+            catch (Exception ex) when (Transient.Is(ex))
+            {
+                _logger.LogWarning(ex, "Consumer {Consumer}: deregistering failed", ConsumerId);
+                if (!await DelayUnlessGivenUpAsync(failures, "deregister; the custodian will remove it"))
+                {
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// <summary>Waits before the next try of an end step; false (logged) once the session has given up settling.</summary>
+    private async Task<bool> DelayUnlessGivenUpAsync(int failures, string what)
+    {
         try
         {
-            return (long)await LuaScripts.Deregister.RunAsync(_db, [_keys.Consumers, _inflight], [ConsumerId]) == 1;
+            await Task.Delay(Transient.Delay(failures), _giveUp.Token);
+            return true;
         }
-        catch (RedisException ex)
+        catch (OperationCanceledException)
         {
-            _logger.LogWarning(ex, "Consumer {Consumer}: deregistering failed; the custodian will remove it", ConsumerId);
+            _logger.LogError(
+                "Consumer {Consumer}: gave up trying to {What} after the consumer timeout; the custodian recovers what it still holds", ConsumerId, what);
             return false;
         }
     }
 
-    private sealed record ClaimedJob(string Id, long Token, string Record, long ClaimedAt);
+    private async Task UnsubscribeAsync(ChannelMessageQueue subscription)
+    {
+        try
+        {
+            await subscription.UnsubscribeAsync();
+        }
+#pragma warning disable CA1031 // Unsubscribing is best effort: it must never hide why the session ended.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            _logger.LogWarning(ex, "Consumer {Consumer}: unsubscribing from the wake-up channel failed", ConsumerId);
+        }
+    }
+
+    private sealed record ClaimedJob(string Id, long Token, string Header, string? State, string? Payload, long ClaimedAt);
 
     private enum CompletionKind
     {
@@ -471,27 +688,37 @@ internal sealed class ProcessorSession
 
     private sealed class Completion
     {
-        private Completion(ClaimedJob job, CompletionKind kind, int attempt, long delayMs, string error)
+        private Completion(ClaimedJob job, CompletionKind kind, int attempt, int maxAttempts, long delayOrDueMs, string error)
         {
             Job = job;
             Kind = kind;
             Attempt = attempt;
-            DelayMs = delayMs;
+            MaxAttempts = maxAttempts;
+            DelayOrDueMs = delayOrDueMs;
             Error = error;
         }
 
         public ClaimedJob Job { get; }
         public CompletionKind Kind { get; }
         public int Attempt { get; }
-        public long DelayMs { get; }
+        public int MaxAttempts { get; }
+
+        /// <summary>Retry: the backoff in ms. Kill: the due time the job keeps (ms).</summary>
+        public long DelayOrDueMs { get; }
+
         public string Error { get; }
 
         /// <summary>Set once a script answered for it, so a retried flush does not send it again.</summary>
         public bool Sent { get; set; }
 
-        public static Completion Ack(ClaimedJob job) => new(job, CompletionKind.Ack, 0, 0, "");
-        public static Completion Retry(ClaimedJob job, int attempt, long delayMs, string error) => new(job, CompletionKind.Retry, attempt, delayMs, Truncate(error));
-        public static Completion Kill(ClaimedJob job, int attempt, string error) => new(job, CompletionKind.Kill, attempt, 0, Truncate(error));
+        /// <summary>Set when a try that included it failed without an answer: it may have been recorded.</summary>
+        public bool Unanswered { get; set; }
+
+        public static Completion Ack(ClaimedJob job) => new(job, CompletionKind.Ack, 0, 0, 0, "");
+        public static Completion Retry(ClaimedJob job, int attempt, int maxAttempts, long delayMs, string error) =>
+            new(job, CompletionKind.Retry, attempt, maxAttempts, delayMs, Truncate(error));
+        public static Completion Kill(ClaimedJob job, int attempt, int maxAttempts, long dueAt, string error) =>
+            new(job, CompletionKind.Kill, attempt, maxAttempts, dueAt, Truncate(error));
 
         private static string Truncate(string error) => error.Length <= 4096 ? error : error[..4096];
     }

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using Conveyor.Storage;
 using Microsoft.Extensions.Options;
@@ -9,12 +8,10 @@ namespace Conveyor.Queue;
 /// <summary>Adds jobs to queues: now, at a time, or after a delay; idempotent by job id.</summary>
 public sealed class Producer(RedisConnection redis, IOptions<QueueOptions> options, QueueAdmin admin)
 {
-    // Queues this process has added to conveyor:queues. That set lives in another hash slot than the
-    // queue's keys, so it is written beside the enqueue script rather than inside it.
-    private readonly ConcurrentDictionary<string, Task> _knownQueues = new(StringComparer.Ordinal);
-
     /// <summary>Enqueues one job.</summary>
     /// <exception cref="ConveyorValidationException">The queue or the job is invalid; nothing was written.</exception>
+    /// <exception cref="ConveyorQueueLimitException">The queue is new and the registry holds <see cref="QueueOptions.MaxQueues"/> queues; nothing was written.</exception>
+    /// <exception cref="EnqueueUnconfirmedException">Redis did not confirm: the job may be stored; retry with its id.</exception>
     public async Task<EnqueueResult> EnqueueAsync(string queue, JobRequest job, CancellationToken cancellationToken = default)
     {
         var results = await EnqueueBatchAsync(queue, [job], cancellationToken);
@@ -23,6 +20,8 @@ public sealed class Producer(RedisConnection redis, IOptions<QueueOptions> optio
 
     /// <summary>Enqueues up to 1,000 jobs in one script call. Results come in request order.</summary>
     /// <exception cref="ConveyorValidationException">The queue or any job is invalid; nothing was written.</exception>
+    /// <exception cref="ConveyorQueueLimitException">The queue is new and the registry holds <see cref="QueueOptions.MaxQueues"/> queues; nothing was written.</exception>
+    /// <exception cref="EnqueueUnconfirmedException">Redis did not confirm: the jobs may be stored; retry with their ids.</exception>
     public async Task<IReadOnlyList<EnqueueResult>> EnqueueBatchAsync(
         string queue, IReadOnlyList<JobRequest> jobs, CancellationToken cancellationToken = default)
     {
@@ -45,23 +44,39 @@ public sealed class Producer(RedisConnection redis, IOptions<QueueOptions> optio
             }
         }
         cancellationToken.ThrowIfCancellationRequested();
+        var ids = jobs.Select(job => job.Id ?? Guid.CreateVersion7().ToString()).ToArray();
+        try
+        {
+            return await EnqueueValidatedAsync(queue, jobs, ids, cancellationToken);
+        }
+        catch (Exception ex) when (ex is RedisConnectionException or RedisTimeoutException)
+        {
+            // A script whose reply was lost may have run: the caller must retry with these ids, not new ones.
+            throw new EnqueueUnconfirmedException(queue, ids, ex);
+        }
+    }
 
+    private async Task<IReadOnlyList<EnqueueResult>> EnqueueValidatedAsync(
+        string queue, IReadOnlyList<JobRequest> jobs, string[] ids, CancellationToken cancellationToken)
+    {
+        var settings = options.Value;
         var keys = new QueueKeys(queue);
         using var activity = ConveyorTelemetry.Source.StartActivity($"enqueue {queue}", ActivityKind.Producer);
         activity?.SetTag("conveyor.queue", queue);
         activity?.SetTag("messaging.batch.message_count", jobs.Count);
         var traceParent = Activity.Current?.Id;
 
-        var ids = new string[jobs.Count];
-        var args = new RedisValue[1 + 3 * jobs.Count];
+        var args = new RedisValue[1 + 5 * jobs.Count];
         args[0] = keys.Signal.ToString();
         for (var i = 0; i < jobs.Count; i++)
         {
             var job = jobs[i];
-            ids[i] = job.Id ?? Guid.CreateVersion7().ToString();
-            args[1 + 3 * i] = ids[i];
-            args[2 + 3 * i] = JobRecord.OpenJson(job.Type, job.Payload, job.MaxAttempts ?? settings.DefaultMaxAttempts, traceParent);
-            args[3 + 3 * i] = job switch
+            var maxAttempts = job.MaxAttempts ?? settings.DefaultMaxAttempts;
+            args[1 + 5 * i] = ids[i];
+            args[2 + 5 * i] = JobRecord.OpenHeader(job.Type, maxAttempts, traceParent);
+            args[3 + 5 * i] = job.Payload;
+            args[4 + 5 * i] = maxAttempts;
+            args[5 + 5 * i] = job switch
             {
                 { Delay: { } delay } => "+" + (long)delay.TotalMilliseconds,
                 { RunAt: { } runAt } => "@" + runAt.ToUnixTimeMilliseconds(),
@@ -70,8 +85,23 @@ public sealed class Producer(RedisConnection redis, IOptions<QueueOptions> optio
         }
 
         var db = await redis.GetDatabaseAsync();
-        await RememberQueueAsync(db, queue);
-        var reply = (RedisResult[])(await LuaScripts.Enqueue.RunAsync(db, [keys.Jobs, keys.Ready, keys.Scheduled], args))!;
+        RedisResult[] reply;
+        for (var registrations = 0; ; registrations++)
+        {
+            reply = (RedisResult[])(await LuaScripts.Enqueue.RunAsync(
+                db, [keys.Jobs, keys.State, keys.Payloads, keys.Ready, keys.Scheduled, keys.Registered, keys.Idle], args))!;
+            if ((long)reply[0] >= 0)
+            {
+                break;
+            }
+            // Rare: the queue is new, or the custodian forgot it after it stayed empty. Registering twice in a row can only
+            // be lost to a custodian dropping it in between, which needs the queue empty for EmptyQueueRetention.
+            if (registrations == 2)
+            {
+                throw new InvalidOperationException($"Queue '{queue}' lost its registration twice while jobs were being enqueued");
+            }
+            await RegisterAsync(db, keys, settings.MaxQueues);
+        }
 
         var results = new EnqueueResult[jobs.Count];
         var added = 0;
@@ -94,17 +124,25 @@ public sealed class Producer(RedisConnection redis, IOptions<QueueOptions> optio
         return results;
     }
 
-    private async Task RememberQueueAsync(IDatabase db, string queue)
+    /// <summary>
+    /// Lists the queue in the registry (refused when full), then marks it registered in its own hash slot, then checks
+    /// the registry still lists it: a custodian that dropped the queue in between took it out after this call listed it
+    /// and before the mark. Only a listed queue carries the mark, which enqueue needs: no job lands where timers never look.
+    /// </summary>
+    private static async Task RegisterAsync(IDatabase db, QueueKeys keys, int maxQueues)
     {
-        var remembered = _knownQueues.GetOrAdd(queue, q => db.SetAddAsync(QueueKeys.Queues, q));
-        try
+        for (var tries = 0; tries < 3; tries++)
         {
-            await remembered;
+            if ((long)await LuaScripts.RegisterQueue.RunAsync(db, [QueueKeys.Queues], [keys.Queue, maxQueues]) == 0)
+            {
+                throw new ConveyorQueueLimitException(keys.Queue, maxQueues);
+            }
+            await db.StringSetAsync(keys.Registered, 1);
+            if (await db.SetContainsAsync(QueueKeys.Queues, keys.Queue))
+            {
+                return;
+            }
         }
-        catch
-        {
-            _knownQueues.TryRemove(queue, out _);
-            throw;
-        }
+        throw new InvalidOperationException($"Queue '{keys.Queue}' was dropped from the registry three times while it was being registered");
     }
 }

@@ -6,8 +6,8 @@ namespace Conveyor.Queue;
 /// <summary>Looks jobs and queues up, and manages the dead set.</summary>
 public sealed class QueueAdmin(RedisConnection redis)
 {
-    /// <summary>Most dead jobs requeued per script call by <see cref="RequeueAllDeadAsync"/>.</summary>
-    private const int RequeueBatch = 1000;
+    /// <summary>Most dead jobs requeued per script call by <see cref="RequeueAllDeadAsync"/> (a call stays in single-digit milliseconds).</summary>
+    private const int RequeueBatch = 500;
 
     /// <summary>A job's state and record, or null when it is unknown or already acked.</summary>
     public async Task<JobInfo?> GetJobAsync(string queue, string id, CancellationToken cancellationToken = default)
@@ -18,13 +18,15 @@ public sealed class QueueAdmin(RedisConnection redis)
         var keys = new QueueKeys(queue);
         var db = await redis.GetDatabaseAsync();
         var batch = db.CreateBatch();
-        var record = batch.HashGetAsync(keys.Jobs, id);
+        var header = batch.HashGetAsync(keys.Jobs, id);
+        var jobState = batch.HashGetAsync(keys.State, id);
+        var payload = batch.HashGetAsync(keys.Payloads, id);
         var scheduled = batch.SortedSetScoreAsync(keys.Scheduled, id);
         var dead = batch.SortedSetScoreAsync(keys.Dead, id);
         var consumers = batch.SortedSetRangeByRankAsync(keys.Consumers);
         batch.Execute();
-        await Task.WhenAll(record, scheduled, dead, consumers);
-        if ((await record).IsNull)
+        await Task.WhenAll(header, jobState, payload, scheduled, dead, consumers);
+        if ((await header).IsNull)
         {
             return null;
         }
@@ -43,16 +45,16 @@ public sealed class QueueAdmin(RedisConnection redis)
             var claims = await Task.WhenAll((await consumers).Select(c => db.SortedSetScoreAsync(keys.Inflight(c!), id)));
             state = claims.Any(c => c.HasValue) ? JobState.Running : JobState.Ready;
         }
-        return ToInfo(queue, id, state, JobRecord.Parse((await record)!));
+        return ToInfo(queue, id, state, JobRecord.Read((await header)!, await jobState, await payload), await dead);
     }
 
-    /// <summary>Every queue that ever received a job, sorted.</summary>
+    /// <summary>Every registered queue (a queue is registered by its first job and dropped after staying empty), sorted.</summary>
     public async Task<IReadOnlyList<string>> ListQueuesAsync(CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
         var db = await redis.GetDatabaseAsync();
         var members = await db.SetMembersAsync(QueueKeys.Queues);
-        return [.. members.Select(m => m.ToString()).Order(StringComparer.Ordinal)];
+        return [.. members.Select(m => QueueKeys.ParseRegistryMember(m!)).Where(m => !m.Dropping).Select(m => m.Queue).Order(StringComparer.Ordinal)];
     }
 
     /// <summary>Counts of one queue.</summary>
@@ -66,11 +68,12 @@ public sealed class QueueAdmin(RedisConnection redis)
         var ready = batch.ListLengthAsync(keys.Ready);
         var scheduled = batch.SortedSetLengthAsync(keys.Scheduled);
         var dead = batch.SortedSetLengthAsync(keys.Dead);
-        var consumers = batch.SortedSetRangeByRankAsync(keys.Consumers);
+        var consumers = batch.SortedSetRangeByRankWithScoresAsync(keys.Consumers);
         batch.Execute();
         await Task.WhenAll(ready, scheduled, dead, consumers);
-        var running = await Task.WhenAll((await consumers).Select(c => db.SortedSetLengthAsync(keys.Inflight(c!))));
-        return new QueueStats(queue, await ready, await scheduled, running.Sum(), await dead, (await consumers).Length);
+        // Consumers taken for dead (score 0) still hold claims until the custodian has recovered them all.
+        var running = await Task.WhenAll((await consumers).Select(c => db.SortedSetLengthAsync(keys.Inflight(c.Element!))));
+        return new QueueStats(queue, await ready, await scheduled, running.Sum(), await dead, (await consumers).Count(c => c.Score > 0));
     }
 
     /// <summary>Dead jobs, most recent death first.</summary>
@@ -88,18 +91,25 @@ public sealed class QueueAdmin(RedisConnection redis)
         cancellationToken.ThrowIfCancellationRequested();
         var keys = new QueueKeys(queue);
         var db = await redis.GetDatabaseAsync();
-        var ids = await db.SortedSetRangeByRankAsync(keys.Dead, offset, offset + count - 1, Order.Descending);
-        if (ids.Length == 0)
+        var entries = await db.SortedSetRangeByRankWithScoresAsync(keys.Dead, offset, offset + count - 1, Order.Descending);
+        if (entries.Length == 0)
         {
             return [];
         }
-        var records = await db.HashGetAsync(keys.Jobs, ids);
+        var ids = Array.ConvertAll(entries, e => e.Element);
+        var batch = db.CreateBatch();
+        var headers = batch.HashGetAsync(keys.Jobs, ids);
+        var states = batch.HashGetAsync(keys.State, ids);
+        var payloads = batch.HashGetAsync(keys.Payloads, ids);
+        batch.Execute();
+        await Task.WhenAll(headers, states, payloads);
         var jobs = new List<JobInfo>(ids.Length);
         for (var i = 0; i < ids.Length; i++)
         {
-            if (!records[i].IsNull)
+            if (!(await headers)[i].IsNull)
             {
-                jobs.Add(ToInfo(queue, ids[i]!, JobState.Dead, JobRecord.Parse(records[i]!)));
+                var record = JobRecord.Read((await headers)[i]!, (await states)[i], (await payloads)[i]);
+                jobs.Add(ToInfo(queue, ids[i]!, JobState.Dead, record, entries[i].Score));
             }
         }
         return jobs;
@@ -113,7 +123,7 @@ public sealed class QueueAdmin(RedisConnection redis)
         cancellationToken.ThrowIfCancellationRequested();
         var keys = new QueueKeys(queue);
         var db = await redis.GetDatabaseAsync();
-        var moved = (long)await LuaScripts.RequeueDead.RunAsync(db, [keys.Dead, keys.Jobs, keys.Ready], [keys.Signal.ToString(), 1, id]);
+        var moved = (long)await LuaScripts.RequeueDead.RunAsync(db, DeadSetKeys(keys), [keys.Signal.ToString(), 1, id]);
         return moved == 1;
     }
 
@@ -127,7 +137,7 @@ public sealed class QueueAdmin(RedisConnection redis)
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var moved = (long)await LuaScripts.RequeueDead.RunAsync(db, [keys.Dead, keys.Jobs, keys.Ready], [keys.Signal.ToString(), RequeueBatch]);
+            var moved = (long)await LuaScripts.RequeueDead.RunAsync(db, DeadSetKeys(keys), [keys.Signal.ToString(), RequeueBatch]);
             total += moved;
             if (moved < RequeueBatch)
             {
@@ -144,10 +154,12 @@ public sealed class QueueAdmin(RedisConnection redis)
         cancellationToken.ThrowIfCancellationRequested();
         var keys = new QueueKeys(queue);
         var db = await redis.GetDatabaseAsync();
-        return (long)await LuaScripts.DeleteDead.RunAsync(db, [keys.Dead, keys.Jobs], [id]) == 1;
+        return (long)await LuaScripts.DeleteDead.RunAsync(db, [keys.Dead, keys.Jobs, keys.State, keys.Payloads], [id]) == 1;
     }
 
-    private static JobInfo ToInfo(string queue, string id, JobState state, JobRecord record) => new(
+    private static RedisKey[] DeadSetKeys(QueueKeys keys) => [keys.Dead, keys.Jobs, keys.State, keys.Payloads, keys.Ready];
+
+    private static JobInfo ToInfo(string queue, string id, JobState state, JobRecord record, double? diedAt) => new(
         id,
         queue,
         state,
@@ -158,6 +170,6 @@ public sealed class QueueAdmin(RedisConnection redis)
         DateTimeOffset.FromUnixTimeMilliseconds(record.EnqueuedAt),
         DateTimeOffset.FromUnixTimeMilliseconds(record.DueAt),
         record.LastError,
-        record.DiedAt is { } died ? DateTimeOffset.FromUnixTimeMilliseconds(died) : null,
+        diedAt is { } died ? DateTimeOffset.FromUnixTimeMilliseconds((long)died) : null,
         record.TraceParent);
 }

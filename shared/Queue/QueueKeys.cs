@@ -8,8 +8,20 @@ namespace Conveyor.Queue;
 /// </summary>
 internal sealed class QueueKeys
 {
-    /// <summary>Set of every queue that ever received a job; timers visit each of them.</summary>
+    /// <summary>
+    /// The registry: set of the queues timers visit (bounded by <c>Conveyor:Queue:MaxQueues</c>), plus a
+    /// <see cref="DropMarker"/> for each queue the custodian is forgetting.
+    /// </summary>
     public static readonly RedisKey Queues = "conveyor:queues";
+
+    private const string DropPrefix = "!drop:";
+
+    /// <summary>Registry member standing for <paramref name="queue"/> while the custodian drops it (no queue name starts with '!').</summary>
+    public static string DropMarker(string queue) => DropPrefix + queue;
+
+    /// <summary>A registry member's queue name, and whether it is a <see cref="DropMarker"/>.</summary>
+    public static (string Queue, bool Dropping) ParseRegistryMember(string member) =>
+        member.StartsWith(DropPrefix, StringComparison.Ordinal) ? (member[DropPrefix.Length..], true) : (member, false);
 
     public QueueKeys(string queue)
     {
@@ -17,6 +29,11 @@ internal sealed class QueueKeys
         var prefix = $"conveyor:{{{queue}}}:";
         Prefix = prefix;
         Jobs = prefix + "jobs";
+        State = prefix + "state";
+        Payloads = prefix + "payloads";
+        Registered = prefix + "registered";
+        Idle = prefix + "idle";
+        Watch = prefix + "watch";
         Ready = prefix + "ready";
         Scheduled = prefix + "scheduled";
         Consumers = prefix + "consumers";
@@ -27,7 +44,25 @@ internal sealed class QueueKeys
 
     public string Queue { get; }
     public string Prefix { get; }
+
+    /// <summary>Job id → header JSON (type, maxAttempts, traceParent, enqueuedAt), written once; see <see cref="JobRecord"/>.</summary>
     public RedisKey Jobs { get; }
+
+    /// <summary>Job id → the small mutable state <c>attempt|maxAttempts|dueAt|lastError</c>.</summary>
+    public RedisKey State { get; }
+
+    /// <summary>Job id → payload, raw JSON. No transition reads or copies it.</summary>
+    public RedisKey Payloads { get; }
+
+    /// <summary>Present while the queue is listed in <see cref="Queues"/>; enqueue writes nothing without it.</summary>
+    public RedisKey Registered { get; }
+
+    /// <summary>Since when (ms, Redis time) the custodian has seen the queue empty.</summary>
+    public RedisKey Idle { get; }
+
+    /// <summary>The custodian's last visit and since when it has watched without a gap: <c>last|since</c> (ms, Redis time).</summary>
+    public RedisKey Watch { get; }
+
     public RedisKey Ready { get; }
     public RedisKey Scheduled { get; }
     public RedisKey Consumers { get; }

@@ -22,6 +22,14 @@ public sealed class QueueOptions
     /// <summary>Longest retry delay. Default: 7 days. Bounds: 1 s to 30 days.</summary>
     [Range(typeof(TimeSpan), "00:00:01", "30.00:00:00")]
     public TimeSpan MaxBackoff { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>
+    /// Most queues the registry lists (every timer pass visits each). Enqueueing to a new queue beyond it is refused
+    /// (<see cref="ConveyorQueueLimitException"/>, HTTP 409) until the custodian drops queues that stayed empty.
+    /// Default: 1,000. Bounds: 1 to 100,000.
+    /// </summary>
+    [Range(1, 100_000)]
+    public int MaxQueues { get; set; } = 1000;
 }
 
 /// <summary>How processors claim and run jobs. Section <c>Conveyor:Processor</c>.</summary>
@@ -67,9 +75,9 @@ public sealed class ProcessorOptions
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
     public TimeSpan SessionDuration { get; set; } = TimeSpan.FromSeconds(270);
 
-    /// <summary>Most acks (or retries, or kills) sent in one script call. Default: 1000. Bounds: 1 to 5000.</summary>
-    [Range(1, 5000)]
-    public int CompletionBatchSize { get; set; } = 1000;
+    /// <summary>Most acks (or retries, or kills) sent in one script call. Default: 500. Bounds: 1 to 1000 (a call stays in single-digit milliseconds).</summary>
+    [Range(1, 1000)]
+    public int CompletionBatchSize { get; set; } = 500;
 }
 
 /// <summary>How the scheduler promotes due jobs. Section <c>Conveyor:Scheduler</c>.</summary>
@@ -77,8 +85,8 @@ public sealed class SchedulerOptions
 {
     public const string Section = "Conveyor:Scheduler";
 
-    /// <summary>Jobs promoted per script call. Default: 1000. Bounds: 1 to 10000.</summary>
-    [Range(1, 10_000)]
+    /// <summary>Jobs promoted per script call. Default: 1000. Bounds: 1 to 5000 (a call stays in single-digit milliseconds).</summary>
+    [Range(1, 5000)]
     public int BatchSize { get; set; } = 1000;
 }
 
@@ -91,8 +99,8 @@ public sealed class CustodianOptions
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
     public TimeSpan ConsumerTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Claims recovered (or dead jobs trimmed) per script call. Default: 500. Bounds: 1 to 10000.</summary>
-    [Range(1, 10_000)]
+    /// <summary>Claims recovered (or dead jobs trimmed) per script call. Default: 500. Bounds: 1 to 1000 (a call stays in single-digit milliseconds).</summary>
+    [Range(1, 1000)]
     public int BatchSize { get; set; } = 500;
 
     /// <summary>Most dead jobs kept per queue. Default: 10,000. Bounds: 0 to 10,000,000.</summary>
@@ -102,4 +110,11 @@ public sealed class CustodianOptions
     /// <summary>Oldest dead job kept. Default: 30 days. Bounds: 1 min to 3650 days.</summary>
     [Range(typeof(TimeSpan), "00:01:00", "3650.00:00:00")]
     public TimeSpan DeadMaxAge { get; set; } = TimeSpan.FromDays(30);
+
+    /// <summary>
+    /// A queue without jobs (in any state) and without consumers this long is dropped from the registry; its next
+    /// enqueue lists it again. Default: 1 day. Bounds: 1 min to 3650 days.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:01:00", "3650.00:00:00")]
+    public TimeSpan EmptyQueueRetention { get; set; } = TimeSpan.FromDays(1);
 }

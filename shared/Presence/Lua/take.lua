@@ -1,15 +1,21 @@
--- Starts a flush: freezes the buffered beats by renaming the live set to the flushing set. Beats that
--- arrive from now on land in a fresh live set, so the flush can forget what it wrote without comparing
--- scores, and never forgets a newer beat. A flushing set that already exists (a flush died, or one is
--- running elsewhere) is not replaced: the caller drains it first.
--- KEYS[1]: conveyor:{presence}:beats     zset  runtime id -> latest beat (ms, Redis time)
--- KEYS[2]: conveyor:{presence}:flushing  zset  the beats a flush took and has not yet written
--- Returns: {1 if the flushing set already existed else 0, entries in the flushing set}
+-- Starts a flush: freezes the buffered beats by renaming the live set to the flushing set, and starts a
+-- new generation. Beats that arrive from now on land in a fresh live set; nothing ever adds to a frozen
+-- set, so a flush can forget what it wrote without comparing scores (forget.lua), and the generation
+-- fences a flush that outlived its frozen set: it cannot forget a newer freeze's beats. A flushing set
+-- that already exists (a flush died, or one is running elsewhere) is not replaced: the caller drains it
+-- first, under the generation it already has (one is given to a set frozen before generations existed).
+-- KEYS[1]: conveyor:{presence}:beats       zset    runtime id -> latest beat (ms, Redis time)
+-- KEYS[2]: conveyor:{presence}:flushing    zset    the beats a flush took and has not yet written
+-- KEYS[3]: conveyor:{presence}:generation  string  generation of the flushing set (incremented per freeze)
+-- Returns: {1 if the flushing set already existed else 0, entries in the flushing set, its generation}
+--          ({0, 0, 0} when nothing is buffered)
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  return {1, redis.call('ZCARD', KEYS[2])}
+  local generation = redis.call('GET', KEYS[3]) or redis.call('INCR', KEYS[3])
+  return {1, redis.call('ZCARD', KEYS[2]), tonumber(generation)}
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  return {0, 0}
+  return {0, 0, 0}
 end
+local generation = redis.call('INCR', KEYS[3])
 redis.call('RENAME', KEYS[1], KEYS[2])
-return {0, redis.call('ZCARD', KEYS[2])}
+return {0, redis.call('ZCARD', KEYS[2]), generation}

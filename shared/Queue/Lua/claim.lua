@@ -1,36 +1,48 @@
--- Claims up to N ready jobs for one consumer, fenced by a fresh claim token.
--- KEYS[1]: conveyor:{q}:consumers       zset  consumer id -> last heartbeat
+-- Claims up to N ready jobs for one live consumer, fenced by a fresh claim token.
+-- KEYS[1]: conveyor:{q}:consumers       zset  consumer id -> last heartbeat (ms; 0 = taken for dead)
 -- KEYS[2]: conveyor:{q}:ready           list  ids ready to run
 -- KEYS[3]: conveyor:{q}:inflight:<cid>  zset  id -> claim token of this consumer
--- KEYS[4]: conveyor:{q}:jobs            hash  id -> record
--- KEYS[5]: conveyor:{q}:seq             string, claim token counter
+-- KEYS[4]: conveyor:{q}:jobs            hash  id -> header JSON
+-- KEYS[5]: conveyor:{q}:state           hash  id -> "attempt|maxAttempts|dueAt|lastError"
+-- KEYS[6]: conveyor:{q}:payloads        hash  id -> payload (raw JSON)
+-- KEYS[7]: conveyor:{q}:seq             string, claim token counter
 -- ARGV[1]: consumer id
 -- ARGV[2]: how many jobs to claim at most
--- Returns: { -1 } when the consumer is not registered (nothing claimed),
---          else { now ms, claim token, id1, record1, id2, record2, ... }
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+-- ARGV[3]: consumer timeout (ms): a consumer whose heartbeat is older may be recovered at any moment
+-- ARGV[4]: payload bytes per claim: jobs past it stay at the head of the ready list (one job is always claimed)
+-- Returns: { -1 } when the consumer is unknown, taken for dead or past the timeout (nothing claimed),
+--          else { now ms, claim token, then per job: id, header, state, payload }
+local now = now_ms()
+local beat = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not beat or tonumber(beat) <= now - tonumber(ARGV[3]) then
   return { -1 }
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ids = redis.call('LPOP', KEYS[2], tonumber(ARGV[2]))
 if not ids then
   return { now, 0 }
 end
-local token = redis.call('INCR', KEYS[5])
+local token = redis.call('INCR', KEYS[7])
 local result = { now, token }
 local members = {}
-for _, id in ipairs(ids) do
-  local record = redis.call('HGET', KEYS[4], id)
+local bytes, limit = 0, tonumber(ARGV[4])
+for n, id in ipairs(ids) do
+  bytes = bytes + redis.call('HSTRLEN', KEYS[6], id)
+  if n > 1 and bytes > limit then
+    local rest = {}
+    for i = #ids, n, -1 do rest[#rest + 1] = ids[i] end
+    chunked('LPUSH', KEYS[2], rest)
+    break
+  end
+  local s = job_state(KEYS[4], KEYS[5], KEYS[6], id)
   -- An id without a record cannot run; dropping it is the only safe move.
-  if record then
+  if s then
     members[#members + 1] = token
     members[#members + 1] = id
     result[#result + 1] = id
-    result[#result + 1] = record
+    result[#result + 1] = redis.call('HGET', KEYS[4], id)
+    result[#result + 1] = s
+    result[#result + 1] = redis.call('HGET', KEYS[6], id)
   end
 end
-if #members > 0 then
-  redis.call('ZADD', KEYS[3], unpack(members))
-end
+chunked('ZADD', KEYS[3], members)
 return result

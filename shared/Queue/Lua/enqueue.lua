@@ -1,36 +1,49 @@
 -- Adds a batch of jobs to a queue. A job whose id already exists is left untouched (idempotent).
--- KEYS[1]: conveyor:{q}:jobs       hash  job id -> record
--- KEYS[2]: conveyor:{q}:ready      list  ids ready to run
--- KEYS[3]: conveyor:{q}:scheduled  zset  id -> due time (ms)
+-- KEYS[1]: conveyor:{q}:jobs        hash  id -> header JSON (type, maxAttempts, traceParent, enqueuedAt), written once
+-- KEYS[2]: conveyor:{q}:state       hash  id -> "attempt|maxAttempts|dueAt|lastError"
+-- KEYS[3]: conveyor:{q}:payloads    hash  id -> payload (raw JSON)
+-- KEYS[4]: conveyor:{q}:ready       list  ids ready to run
+-- KEYS[5]: conveyor:{q}:scheduled   zset  id -> due time (ms)
+-- KEYS[6]: conveyor:{q}:registered  string, present while the queue is listed in conveyor:queues
+-- KEYS[7]: conveyor:{q}:idle        string, since when (ms) the custodian has seen the queue empty
 -- ARGV[1]: wake-up channel, published to when a job became ready
--- ARGV[2..]: triples of (job id, record JSON without its closing brace, due)
+-- ARGV[2..]: groups of (job id, header JSON without its closing brace, payload, maxAttempts, due)
 --            due is "" for now, "+<ms>" for a delay, "@<ms>" for an absolute Unix time in ms
--- Returns: { now ms, then per job 1 = ready, 2 = scheduled, 0 = duplicate (nothing written) }
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Returns: { -1 } when the queue is not registered (nothing written: register it, then call again),
+--          else { now ms, then per job 1 = ready, 2 = scheduled, 0 = duplicate (nothing written) }
+if redis.call('EXISTS', KEYS[6]) == 0 then
+  return { -1 }
+end
+redis.call('DEL', KEYS[7])
+local now = now_ms()
 local result = { now }
-local ready = {}
-for i = 2, #ARGV, 3 do
-  local id, record, due = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+local ready, scheduled = {}, {}
+for i = 2, #ARGV, 5 do
+  local id, due = ARGV[i], ARGV[i + 4]
   local at = now
   if string.sub(due, 1, 1) == '+' then
     at = now + tonumber(string.sub(due, 2))
   elseif string.sub(due, 1, 1) == '@' then
     at = tonumber(string.sub(due, 2))
   end
-  local full = record .. ',"enqueuedAt":' .. now .. ',"dueAt":' .. at .. '}'
-  if redis.call('HSETNX', KEYS[1], id, full) == 0 then
+  if redis.call('HSETNX', KEYS[1], id, ARGV[i + 1] .. ',"enqueuedAt":' .. now .. '}') == 0 then
     result[#result + 1] = 0
-  elseif at > now then
-    redis.call('ZADD', KEYS[3], at, id)
-    result[#result + 1] = 2
   else
-    ready[#ready + 1] = id
-    result[#result + 1] = 1
+    redis.call('HSET', KEYS[2], id, format_state(0, ARGV[i + 3], at, ''))
+    redis.call('HSET', KEYS[3], id, ARGV[i + 2])
+    if at > now then
+      scheduled[#scheduled + 1] = at
+      scheduled[#scheduled + 1] = id
+      result[#result + 1] = 2
+    else
+      ready[#ready + 1] = id
+      result[#result + 1] = 1
+    end
   end
 end
+chunked('ZADD', KEYS[5], scheduled)
 if #ready > 0 then
-  redis.call('RPUSH', KEYS[2], unpack(ready))
+  chunked('RPUSH', KEYS[4], ready)
   redis.call('PUBLISH', ARGV[1], #ready)
 end
 return result

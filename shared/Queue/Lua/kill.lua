@@ -1,28 +1,24 @@
--- Moves jobs that may not run again to the dead set, keeping the last error.
+-- Moves jobs that may not run again to the dead set, keeping the last error. Touches no payload.
 -- KEYS[1]: conveyor:{q}:inflight:<cid>  zset  id -> claim token
--- KEYS[2]: conveyor:{q}:jobs            hash  id -> record
+-- KEYS[2]: conveyor:{q}:state           hash  id -> "attempt|maxAttempts|dueAt|lastError"
 -- KEYS[3]: conveyor:{q}:dead            zset  id -> died at (ms)
--- ARGV[1..]: groups of (job id, claim token, attempts so far, error text)
+-- ARGV[1..]: groups of (job id, claim token, attempts so far, max attempts, due time ms, error text)
 -- Returns: per group 1 = dead, 0 = this consumer no longer holds that claim (nothing changed)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local result = {}
-for i = 1, #ARGV, 4 do
+local now = now_ms()
+local result, done, died = {}, {}, {}
+for i = 1, #ARGV, 6 do
   local id = ARGV[i]
   local score = redis.call('ZSCORE', KEYS[1], id)
-  local record = redis.call('HGET', KEYS[2], id)
-  if score and record and tonumber(score) == tonumber(ARGV[i + 1]) then
-    local ok, job = pcall(cjson.decode, record)
-    if not ok then job = { type = '', payload = record, attempt = 0, maxAttempts = 1 } end
-    job.attempt = tonumber(ARGV[i + 2])
-    job.lastError = ARGV[i + 3]
-    job.diedAt = now
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('HSET', KEYS[2], id, cjson.encode(job))
-    redis.call('ZADD', KEYS[3], now, id)
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    redis.call('HSET', KEYS[2], id, format_state(ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]))
+    done[#done + 1] = id
+    died[#died + 1] = now
+    died[#died + 1] = id
     result[#result + 1] = 1
   else
     result[#result + 1] = 0
   end
 end
+chunked('ZREM', KEYS[1], done)
+chunked('ZADD', KEYS[3], died)
 return result

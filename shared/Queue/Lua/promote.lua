@@ -4,13 +4,11 @@
 -- ARGV[1]: wake-up channel
 -- ARGV[2]: how many jobs to move at most
 -- Returns: how many jobs were moved
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ids = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]))
+local ids = redis.call('ZRANGE', KEYS[1], '-inf', now_ms(), 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]))
 if #ids == 0 then
   return 0
 end
-redis.call('ZREM', KEYS[1], unpack(ids))
-redis.call('RPUSH', KEYS[2], unpack(ids))
+chunked('ZREM', KEYS[1], ids)
+chunked('RPUSH', KEYS[2], ids)
 redis.call('PUBLISH', ARGV[1], #ids)
 return #ids

@@ -1,11 +1,14 @@
--- Gives dead jobs a fresh set of attempts: back to the end of the ready list.
--- KEYS[1]: conveyor:{q}:dead   zset  id -> died at (ms)
--- KEYS[2]: conveyor:{q}:jobs   hash  id -> record
--- KEYS[3]: conveyor:{q}:ready  list  ids ready to run
+-- Gives dead jobs a fresh set of attempts: back to the end of the ready list, last error kept.
+-- KEYS[1]: conveyor:{q}:dead      zset  id -> died at (ms)
+-- KEYS[2]: conveyor:{q}:jobs      hash  id -> header JSON
+-- KEYS[3]: conveyor:{q}:state     hash  id -> "attempt|maxAttempts|dueAt|lastError"
+-- KEYS[4]: conveyor:{q}:payloads  hash  id -> payload
+-- KEYS[5]: conveyor:{q}:ready     list  ids ready to run
 -- ARGV[1]: wake-up channel
 -- ARGV[2]: how many jobs at most when no ids are given (oldest dead first)
 -- ARGV[3..]: job ids to requeue; none = the oldest ARGV[2] dead jobs
 -- Returns: how many jobs were requeued
+local now = now_ms()
 local ids = {}
 if #ARGV > 2 then
   for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
@@ -14,18 +17,17 @@ else
 end
 local back = {}
 for _, id in ipairs(ids) do
-  local record = redis.call('HGET', KEYS[2], id)
-  if redis.call('ZREM', KEYS[1], id) == 1 and record then
-    local ok, job = pcall(cjson.decode, record)
-    if not ok then job = { type = '', payload = record, attempt = 0, maxAttempts = 1 } end
-    job.attempt = 0
-    job.diedAt = nil
-    redis.call('HSET', KEYS[2], id, cjson.encode(job))
-    back[#back + 1] = id
+  if redis.call('ZREM', KEYS[1], id) == 1 then
+    local s = job_state(KEYS[2], KEYS[3], KEYS[4], id)
+    if s then
+      local _, max, _, err = parse_state(s)
+      redis.call('HSET', KEYS[3], id, format_state(0, max, now, err))
+      back[#back + 1] = id
+    end
   end
 end
 if #back > 0 then
-  redis.call('RPUSH', KEYS[3], unpack(back))
+  chunked('RPUSH', KEYS[5], back)
   redis.call('PUBLISH', ARGV[1], #back)
 end
 return #back

@@ -9,13 +9,14 @@ local back = {}
 for i = #ARGV - 1, 2, -2 do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if score and tonumber(score) == tonumber(ARGV[i + 1]) then
-    redis.call('ZREM', KEYS[1], ARGV[i])
     back[#back + 1] = ARGV[i]
   end
 end
 if #back > 0 then
-  -- LPUSH of the reversed list leaves the first job at the head.
-  redis.call('LPUSH', KEYS[2], unpack(back))
+  chunked('ZREM', KEYS[1], back)
+  -- LPUSH of the reversed list leaves the first job at the head (chunk by chunk too: each later chunk,
+  -- holding earlier jobs, goes in front).
+  chunked('LPUSH', KEYS[2], back)
   redis.call('PUBLISH', ARGV[1], #back)
 end
 return #back

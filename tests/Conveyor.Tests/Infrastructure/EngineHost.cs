@@ -15,25 +15,49 @@ namespace Conveyor.Tests.Infrastructure;
 /// </summary>
 public sealed class EngineHost : IAsyncDisposable
 {
-    private EngineHost(ServiceProvider services, IDatabase db, Probe probe)
+    private readonly ConnectionMultiplexer? _own;
+
+    private EngineHost(ServiceProvider services, IDatabase db, Probe probe, LogCapture logs, ConnectionMultiplexer? own)
     {
         Services = services;
         Db = db;
         Probe = probe;
+        Logs = logs;
+        _own = own;
     }
 
     public ServiceProvider Services { get; }
     public IDatabase Db { get; }
     public Probe Probe { get; }
+
+    /// <summary>Every log entry of the engine, Debug and up.</summary>
+    public LogCapture Logs { get; }
     public Producer Producer => Services.GetRequiredService<Producer>();
     public Processor Processor => Services.GetRequiredService<Processor>();
     public Scheduler Scheduler => Services.GetRequiredService<Scheduler>();
     public Custodian Custodian => Services.GetRequiredService<Custodian>();
     public QueueAdmin Admin => Services.GetRequiredService<QueueAdmin>();
 
-    public static async Task<EngineHost> StartAsync(Dictionary<string, string?>? settings = null, bool cluster = false)
+    public static async Task<EngineHost> StartAsync(Dictionary<string, string?>? settings = null, bool cluster = false) =>
+        Build(cluster ? await TestRedis.GetClusterAsync() : await TestRedis.GetAsync(), settings, own: false);
+
+    /// <summary>
+    /// The engine on a Redis of the test's own (a dedicated server, or a <see cref="FaultyProxy"/> in front of one), with
+    /// client timeouts of <paramref name="timeoutMs"/> so that a stalled Redis times calls out quickly. <see cref="Db"/>
+    /// goes through the same connection.
+    /// </summary>
+    public static async Task<EngineHost> StartOnAsync(string endpoint, Dictionary<string, string?>? settings = null, int timeoutMs = 500)
     {
-        var multiplexer = cluster ? await TestRedis.GetClusterAsync() : await TestRedis.GetAsync();
+        var options = ConfigurationOptions.Parse(endpoint);
+        options.AbortOnConnectFail = false;
+        options.AsyncTimeout = timeoutMs;
+        options.SyncTimeout = timeoutMs;
+        options.ConnectTimeout = 5000;
+        return Build(await ConnectionMultiplexer.ConnectAsync(options), settings, own: true);
+    }
+
+    private static EngineHost Build(ConnectionMultiplexer multiplexer, Dictionary<string, string?>? settings, bool own)
+    {
         var values = new Dictionary<string, string?>
         {
             ["Conveyor:Processor:IdlePollInterval"] = "00:00:00.05",
@@ -48,16 +72,24 @@ public sealed class EngineHost : IAsyncDisposable
         }
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(values).Build();
         var probe = new Probe();
+        var logs = new LogCapture();
         var services = new ServiceCollection();
-        services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
+        services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Debug).AddProvider(logs));
         services.AddSingleton(probe);
         services.AddSingleton(new RedisConnection(multiplexer));
         services.AddConveyor(configuration).AddJobHandler<ProbeHandler>("probe");
         var provider = services.BuildServiceProvider(new ServiceProviderOptions { ValidateOnBuild = true, ValidateScopes = true });
-        return new EngineHost(provider, multiplexer.GetDatabase(), probe);
+        return new EngineHost(provider, multiplexer.GetDatabase(), probe, logs, own ? multiplexer : null);
     }
 
-    public ValueTask DisposeAsync() => Services.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await Services.DisposeAsync();
+        if (_own is not null)
+        {
+            await _own.DisposeAsync();
+        }
+    }
 }
 
 /// <summary>Records every run of the <c>probe</c> job type and lets a test decide what a run does.</summary>

@@ -159,8 +159,8 @@ public sealed class HeartbeatTests(PresenceDatabase fixture) : IClassFixture<Pre
         await Task.Delay(5);
         var first = await host.Heartbeats.BeatAsync(id, runtime.Token);
         // A flush froze the buffered beats, then died before writing them.
-        var taken = (RedisResult[])(await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.BeatsAndFlushing, []))!;
-        Assert.Equal([0L, 1L], taken.Select(r => (long)r));
+        var taken = (RedisResult[])(await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.BeatsFlushingAndGeneration, []))!;
+        Assert.Equal([0L, 1L, 1L], taken.Select(r => (long)r));
         await Task.Delay(5);
         var second = await host.Heartbeats.BeatAsync(id, runtime.Token);
         Assert.Equal(BeatOutcome.Buffered, second.Outcome);
@@ -180,22 +180,55 @@ public sealed class HeartbeatTests(PresenceDatabase fixture) : IClassFixture<Pre
     }
 
     [Fact]
-    public async Task Take_does_not_replace_a_frozen_set_and_reports_an_empty_buffer()
+    public async Task Take_does_not_replace_a_frozen_set_and_counts_a_generation_per_freeze()
     {
         await using var host = await PresenceHost.StartAsync(fixture.Database);
         async Task<long[]> TakeAsync() =>
-            [.. ((RedisResult[])(await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.BeatsAndFlushing, []))!).Select(r => (long)r)];
+            [.. ((RedisResult[])(await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.BeatsFlushingAndGeneration, []))!).Select(r => (long)r)];
 
-        Assert.Equal(new long[] { 0, 0 }, await TakeAsync());
+        Assert.Equal(new long[] { 0, 0, 0 }, await TakeAsync());
         Assert.False(await host.Db.KeyExistsAsync(PresenceKeys.Flushing));
+        Assert.False(await host.Db.KeyExistsAsync(PresenceKeys.Generation));
 
         await host.Db.SortedSetAddAsync(PresenceKeys.Beats, "a", 1);
-        Assert.Equal(new long[] { 0, 1 }, await TakeAsync());
+        Assert.Equal(new long[] { 0, 1, 1 }, await TakeAsync());
         await host.Db.SortedSetAddAsync(PresenceKeys.Beats, [new("b", 2), new("c", 3)]);
-        Assert.Equal(new long[] { 1, 1 }, await TakeAsync());
+        Assert.Equal(new long[] { 1, 1, 1 }, await TakeAsync());
 
         Assert.Equal(["a"], (await host.Db.SortedSetRangeByRankAsync(PresenceKeys.Flushing)).Select(v => v.ToString()));
         Assert.Equal(2, await host.Db.SortedSetLengthAsync(PresenceKeys.Beats));
+
+        // Emptied, the next freeze is a new generation.
+        await host.Db.SortedSetRemoveAsync(PresenceKeys.Flushing, "a");
+        Assert.Equal(new long[] { 0, 2, 2 }, await TakeAsync());
+
+        // A frozen set left by a version without generations gets one, and keeps it.
+        await host.Db.KeyDeleteAsync(PresenceKeys.Generation);
+        Assert.Equal(new long[] { 1, 2, 1 }, await TakeAsync());
+        Assert.Equal(new long[] { 1, 2, 1 }, await TakeAsync());
+    }
+
+    [Fact]
+    public async Task Forget_removes_written_beats_only_while_their_generation_is_current()
+    {
+        await using var host = await PresenceHost.StartAsync(fixture.Database);
+        async Task<long> ForgetAsync(long generation, params string[] members) =>
+            (long)await PresenceScripts.Forget.RunAsync(host.Db, PresenceKeys.FlushingAndGeneration, [generation, .. members.Select(m => (RedisValue)m)]);
+        await host.Db.SortedSetAddAsync(PresenceKeys.Beats, [new("a", 1), new("b", 1)]);
+        await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.BeatsFlushingAndGeneration, []);
+
+        Assert.Equal(1, await ForgetAsync(1, "a", "x"));
+        Assert.Equal(["b"], (await host.Db.SortedSetRangeByRankAsync(PresenceKeys.Flushing)).Select(v => v.ToString()));
+
+        // Emptied by another flush, then frozen again with a newer beat of a: generation 1 is over.
+        Assert.Equal(1, await ForgetAsync(1, "b"));
+        await host.Db.SortedSetAddAsync(PresenceKeys.Beats, "a", 2);
+        await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.BeatsFlushingAndGeneration, []);
+
+        Assert.Equal(-1, await ForgetAsync(1, "a", "b"));
+        Assert.Equal(2, await host.Db.SortedSetScoreAsync(PresenceKeys.Flushing, "a"));
+        Assert.Equal(1, await ForgetAsync(2, "a"));
+        Assert.False(await host.Db.KeyExistsAsync(PresenceKeys.Flushing));
     }
 
     [Fact]

@@ -38,7 +38,7 @@ public sealed class SweeperTests(PresenceDatabase fixture) : IClassFixture<Prese
         var alive = await host.OnlineRuntimeAsync("alive");
         Assert.Equal(BeatOutcome.Buffered, (await host.Heartbeats.BeatAsync(alive.Id.ToString(), alive.Token)).Outcome);
         await BackdateAsync(host, alive.Id);
-        await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.BeatsAndFlushing, []);
+        await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.BeatsFlushingAndGeneration, []);
         Assert.False(await host.Db.KeyExistsAsync(PresenceKeys.Beats));
 
         var sweep = await host.Sweeper.RunOnceAsync(CancellationToken.None);

@@ -1,0 +1,60 @@
+-- Prepended to every queue script by LuaScripts.Load: local helpers only, no globals, no writes.
+
+-- Redis time in ms: the one clock every process compares.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Runs command(key, values...) in chunks: unpack() fails at about 8,000 values, and a script that
+-- fails after it has written leaves those writes in place.
+local function chunked(command, key, values)
+  for i = 1, #values, 1000 do
+    redis.call(command, key, unpack(values, i, math.min(i + 999, #values)))
+  end
+end
+
+-- A job's state: "attempt|maxAttempts|dueAt|lastError" (lastError is the rest, possibly empty).
+local function parse_state(s)
+  local attempt, max, due, err = string.match(s, '^(%d+)|(%d+)|(%d+)|(.*)$')
+  return tonumber(attempt) or 0, tonumber(max) or 1, tonumber(due) or 0, err or ''
+end
+
+local function format_state(attempt, max, due, err)
+  return attempt .. '|' .. max .. '|' .. due .. '|' .. err
+end
+
+-- The state of job id (KEYS of the caller: jobs, state and payloads hashes), or nil when there is no
+-- such job. A job stored by the first layout (one JSON record holding everything, the payload as an
+-- escaped string) is split here, once: header and state apart, the payload raw in its own hash. No
+-- later transition decodes it again.
+local function job_state(jobs, state, payloads, id)
+  local s = redis.call('HGET', state, id)
+  if s then
+    return s
+  end
+  local record = redis.call('HGET', jobs, id)
+  if not record then
+    return nil
+  end
+  local ok, job = pcall(cjson.decode, record)
+  if not ok or type(job) ~= 'table' then
+    job = { lastError = 'the job record is unreadable' }
+  end
+  local header = {
+    type = type(job.type) == 'string' and job.type or '',
+    maxAttempts = tonumber(job.maxAttempts) or 1,
+    enqueuedAt = tonumber(job.enqueuedAt) or 0,
+    payload = { ['in'] = 'payloads' },
+  }
+  if type(job.traceParent) == 'string' then
+    header.traceParent = job.traceParent
+  end
+  s = format_state(tonumber(job.attempt) or 0, header.maxAttempts, tonumber(job.dueAt) or 0,
+    type(job.lastError) == 'string' and job.lastError or '')
+  redis.call('HSET', payloads, id, type(job.payload) == 'string' and job.payload or 'null')
+  redis.call('HSET', jobs, id, cjson.encode(header))
+  redis.call('HSET', state, id, s)
+  return s
+end
+

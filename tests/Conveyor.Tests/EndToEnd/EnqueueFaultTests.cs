@@ -1,0 +1,96 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Conveyor.Tests.Infrastructure;
+using StackExchange.Redis;
+
+namespace Conveyor.Tests.EndToEnd;
+
+/// <summary>
+/// An enqueue whose Redis call times out may still have been stored: the 503 carries the ids the server assigned,
+/// so a retry with them cannot duplicate the jobs. Against a redis-server of the test's own, paused or stopped.
+/// </summary>
+public sealed class EnqueueFaultTests
+{
+    // Longer than the client's timeout, shorter than the ~4 s of silence after which StackExchange.Redis replaces the
+    // connection (Redis then drops the paused commands with it, and the enqueue is not stored: also a valid outcome,
+    // but not the one this test is after).
+    private const int PauseMilliseconds = 3000;
+
+    private static async Task<SelfHostServer> StartAsync(DedicatedRedis redis) =>
+        await SelfHostServer.StartAsync(TestRedis.UniqueQueue("other"), new()
+        {
+            // Timeouts well inside the pause, so the enqueue fails while Redis still holds the command.
+            ["Conveyor:Redis:ConnectionString"] = $"{redis.Endpoint},asyncTimeout=500,syncTimeout=500,connectTimeout=1000",
+        });
+
+    private static async Task<long> ScheduledAsync(ConnectionMultiplexer admin, string queue) =>
+        await admin.GetDatabase().SortedSetLengthAsync($"conveyor:{{{queue}}}:scheduled");
+
+    private static List<string> Ids(JsonElement problem) =>
+        [.. problem.GetProperty("ids").EnumerateArray().Select(i => i.GetString()!)];
+
+    [Fact]
+    public async Task An_enqueue_that_times_out_answers_503_with_the_ids_and_a_retry_with_them_adds_nothing()
+    {
+        using var redis = await TestRedis.StartDedicatedAsync();
+        await using var admin = await ConnectionMultiplexer.ConnectAsync($"{redis.Endpoint},allowAdmin=true");
+        await using var server = await StartAsync(redis);
+        var queue = TestRedis.UniqueQueue("slow");
+        var warmUp = await server.Client.PostAsync($"/api/queues/{queue}/jobs", SelfHostServer.Json("""{"type":"probe","payload":0,"delaySeconds":3600}"""));
+        Assert.Equal(HttpStatusCode.Accepted, warmUp.StatusCode);
+
+        await admin.GetServer(redis.Endpoint).ExecuteAsync("CLIENT", "PAUSE", PauseMilliseconds.ToString(System.Globalization.CultureInfo.InvariantCulture), "WRITE");
+        var paused = Stopwatch.StartNew();
+        var singleTask = server.Client.PostAsync($"/api/queues/{queue}/jobs", SelfHostServer.Json("""{"type":"probe","payload":1,"delaySeconds":3600}"""));
+        var batchTask = server.Client.PostAsync($"/api/queues/{queue}/jobs/batch", SelfHostServer.Json(
+            """{"jobs":[{"type":"probe","payload":2,"delaySeconds":3600},{"type":"probe","payload":3,"delaySeconds":3600,"id":"mine-3"},{"type":"probe","payload":4,"delaySeconds":3600}]}"""));
+        var single = await singleTask;
+        var batch = await batchTask;
+        Assert.True(paused.ElapsedMilliseconds < PauseMilliseconds, $"the answers came after the pause ended ({paused.ElapsedMilliseconds} ms): the test proves nothing");
+
+        var singleIds = Ids(await BadInputTests.AssertProblemAsync(single, HttpStatusCode.ServiceUnavailable, "unavailable", "single"));
+        var batchIds = Ids(await BadInputTests.AssertProblemAsync(batch, HttpStatusCode.ServiceUnavailable, "unavailable", "batch"));
+        Assert.Single(singleIds);
+        Assert.Equal(3, batchIds.Count);
+        Assert.Equal("mine-3", batchIds[1]);
+        Assert.Equal(4, singleIds.Concat(batchIds).Distinct().Count());
+
+        // Redis ran the paused scripts when the pause ended: the 503 was right to say "may have been stored".
+        await Wait.UntilAsync(async () => await ScheduledAsync(admin, queue) == 5, "the paused enqueues ran after the pause");
+
+        var singleRetry = await server.Client.PostAsync($"/api/queues/{queue}/jobs",
+            SelfHostServer.Json($$"""{"type":"probe","payload":1,"delaySeconds":3600,"id":"{{singleIds[0]}}"}"""));
+        var batchRetry = await server.Client.PostAsync($"/api/queues/{queue}/jobs/batch", SelfHostServer.Json($$"""
+            {"jobs":[{"type":"probe","payload":2,"delaySeconds":3600,"id":"{{batchIds[0]}}"},
+                     {"type":"probe","payload":3,"delaySeconds":3600,"id":"{{batchIds[1]}}"},
+                     {"type":"probe","payload":4,"delaySeconds":3600,"id":"{{batchIds[2]}}"}]}
+            """));
+
+        Assert.Equal(HttpStatusCode.OK, singleRetry.StatusCode);
+        Assert.True((await singleRetry.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("duplicate").GetBoolean());
+        Assert.Equal(HttpStatusCode.OK, batchRetry.StatusCode);
+        var results = (await batchRetry.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("results").EnumerateArray().ToList();
+        Assert.All(results, r => Assert.True(r.GetProperty("duplicate").GetBoolean()));
+        Assert.Equal(batchIds, results.Select(r => r.GetProperty("id").GetString()!));
+        Assert.Equal(5, await ScheduledAsync(admin, queue));
+        var stored = await server.Client.GetFromJsonAsync<JsonElement>($"/api/queues/{queue}/jobs/{batchIds[2]}");
+        Assert.Equal(4, stored.GetProperty("payload").GetInt32());
+    }
+
+    [Fact]
+    public async Task An_enqueue_while_Redis_is_gone_answers_503_with_the_ids()
+    {
+        var redis = await TestRedis.StartDedicatedAsync();
+        await using var server = await StartAsync(redis);
+        var queue = TestRedis.UniqueQueue("gone");
+        Assert.Equal(HttpStatusCode.Accepted, (await server.Client.PostAsync($"/api/queues/{queue}/jobs", SelfHostServer.Json("""{"type":"probe","payload":0,"delaySeconds":3600}"""))).StatusCode);
+
+        redis.Dispose();
+        var response = await server.Client.PostAsync($"/api/queues/{queue}/jobs", SelfHostServer.Json("""{"type":"probe","payload":1,"id":"order-42"}"""));
+
+        var problem = await BadInputTests.AssertProblemAsync(response, HttpStatusCode.ServiceUnavailable, "unavailable", "Redis stopped");
+        Assert.Equal(["order-42"], Ids(problem));
+    }
+}

@@ -1,0 +1,164 @@
+using Conveyor.Queue;
+using Conveyor.Tests.Infrastructure;
+using StackExchange.Redis;
+
+namespace Conveyor.Tests.Queue;
+
+/// <summary>
+/// Every script at 10,000 items per call, beyond the largest batch any option allows (Lua's unpack() fails at about
+/// 8,000 values, after a script may already have written), and every maintenance pass going on past a broken queue.
+/// </summary>
+public sealed class ScriptBoundsTests
+{
+    private const int Many = 10_000;
+
+    [Fact]
+    public async Task Enqueue_claim_ack_and_return_work_with_ten_thousand_jobs_per_call()
+    {
+        await using var host = await EngineHost.StartAsync();
+        var queue = TestRedis.UniqueQueue();
+        var keys = new QueueKeys(queue);
+        await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "0")); // registers the queue
+        var args = new List<RedisValue> { keys.Signal.ToString() };
+        for (var i = 0; i < Many; i++)
+        {
+            args.AddRange([$"job-{i}", JobRecord.OpenHeader("probe", 3, null), $"{i}", 3, ""]);
+        }
+        var enqueued = (RedisResult[])(await LuaScripts.Enqueue.RunAsync(
+            host.Db, [keys.Jobs, keys.State, keys.Payloads, keys.Ready, keys.Scheduled, keys.Registered, keys.Idle], [.. args]))!;
+        Assert.Equal(Many, enqueued.Skip(1).Count(r => (long)r == 1));
+
+        var consumer = new FakeConsumer(host.Db, queue);
+        await consumer.RegisterAsync();
+        var claims = await consumer.ClaimAsync(Many + 1);
+        Assert.Equal(Many + 1, claims.Count);
+        Assert.Equal(Many + 1, await consumer.ClaimCountAsync());
+
+        var back = (long)await LuaScripts.ReturnUnstarted.RunAsync(
+            host.Db, [keys.Inflight(consumer.Id), keys.Ready], [keys.Signal.ToString(), .. claims.SelectMany(c => new RedisValue[] { c.Id, c.Token })]);
+        Assert.Equal(Many + 1, back);
+        // Handed back in their order, at the head of the list.
+        Assert.Equal(claims.Select(c => c.Id), (await host.Db.ListRangeAsync(keys.Ready)).Select(v => v.ToString()));
+
+        claims = await consumer.ClaimAsync(Many + 1);
+        Assert.All(await consumer.AckAsync([.. claims]), acked => Assert.Equal(1, acked));
+        Assert.Equal(0, await host.Db.HashLengthAsync(keys.Jobs));
+        Assert.Equal(0, await host.Db.HashLengthAsync(keys.State));
+        Assert.Equal(0, await host.Db.HashLengthAsync(keys.Payloads));
+    }
+
+    [Fact]
+    public async Task Recovery_of_ten_thousand_claims_in_one_call_loses_none()
+    {
+        await using var host = await EngineHost.StartAsync();
+        var queue = TestRedis.UniqueQueue();
+        var keys = new QueueKeys(queue);
+        var ids = await EnqueueManyAsync(host, queue);
+        var crashed = new FakeConsumer(host.Db, queue);
+        await crashed.RegisterAsync();
+        Assert.Equal(Many, (await crashed.ClaimAsync(Many)).Count);
+        await crashed.BackdateHeartbeatAsync(TimeSpan.FromMinutes(5));
+
+        var reply = (RedisResult[])(await LuaScripts.Recover.RunAsync(
+            host.Db, [keys.Consumers, keys.Inflight(crashed.Id), keys.Ready, keys.Jobs, keys.State, keys.Payloads, keys.Dead, keys.Watch],
+            [keys.Signal.ToString(), crashed.Id, 30_000, Many]))!;
+
+        Assert.Equal([Many, 0, 0], reply.Select(r => (long)r));
+        Assert.Equal(ids.Order(), (await host.Db.ListRangeAsync(keys.Ready)).Select(v => v.ToString()).Order());
+        Assert.Equal(0, (await host.Admin.GetStatsAsync(queue)).Consumers);
+    }
+
+    [Fact]
+    public async Task Retry_kill_promote_requeue_and_trim_work_with_ten_thousand_jobs_per_call()
+    {
+        await using var host = await EngineHost.StartAsync();
+        var queue = TestRedis.UniqueQueue();
+        var keys = new QueueKeys(queue);
+        await EnqueueManyAsync(host, queue);
+        var consumer = new FakeConsumer(host.Db, queue);
+        await consumer.RegisterAsync();
+
+        // retry, then promote all of them at once
+        Assert.All(await consumer.RetryAsync([.. await consumer.ClaimAsync(Many)]), r => Assert.Equal(1, r));
+        Assert.Equal(Many, await host.Db.SortedSetLengthAsync(keys.Scheduled));
+        Assert.Equal(Many, (long)await LuaScripts.Promote.RunAsync(host.Db, [keys.Scheduled, keys.Ready], [keys.Signal.ToString(), Many]));
+        Assert.Equal(Many, await host.Db.ListLengthAsync(keys.Ready));
+
+        // kill, then requeue all of them at once
+        Assert.All(await consumer.KillAsync([.. await consumer.ClaimAsync(Many)]), r => Assert.Equal(1, r));
+        Assert.Equal(Many, await host.Db.SortedSetLengthAsync(keys.Dead));
+        Assert.Equal(Many, (long)await LuaScripts.RequeueDead.RunAsync(
+            host.Db, [keys.Dead, keys.Jobs, keys.State, keys.Payloads, keys.Ready], [keys.Signal.ToString(), Many]));
+        Assert.Equal(Many, await host.Db.ListLengthAsync(keys.Ready));
+
+        // kill again, then trim all of them at once
+        await consumer.KillAsync([.. await consumer.ClaimAsync(Many)]);
+        Assert.Equal(Many, (long)await LuaScripts.TrimDead.RunAsync(
+            host.Db, [keys.Dead, keys.Jobs, keys.State, keys.Payloads], [0, 86_400_000, Many]));
+        Assert.Equal(0, await host.Db.SortedSetLengthAsync(keys.Dead));
+        Assert.Equal(0, await host.Db.HashLengthAsync(keys.Jobs));
+    }
+
+    [Fact]
+    public async Task A_queue_whose_promotion_fails_does_not_stop_the_scheduler_visiting_the_others()
+    {
+        await using var host = await EngineHost.StartAsync();
+        await using var broken = await BrokenQueue.StartAsync(host, "scheduled");
+        var queue = TestRedis.UniqueQueue();
+        var id = (await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "{}") { Delay = TimeSpan.FromMilliseconds(1) })).Id;
+        await Wait.UntilAsync(async () => (await host.Scheduler.RunOnceAsync(CancellationToken.None)).FailedQueues >= 1
+            && (await host.Admin.GetJobAsync(queue, id))!.State == JobState.Ready, "the due job is promoted while the broken queue fails");
+
+        Assert.Contains(host.Logs.AtLeast(Microsoft.Extensions.Logging.LogLevel.Error), e => e.Message.Contains(broken.Queue, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_queue_whose_maintenance_fails_does_not_stop_the_custodian_visiting_the_others()
+    {
+        await using var host = await EngineHost.StartAsync();
+        await using var broken = await BrokenQueue.StartAsync(host, "consumers");
+        var queue = TestRedis.UniqueQueue();
+        await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "{}"));
+        var crashed = new FakeConsumer(host.Db, queue);
+        await crashed.RegisterAsync();
+        await crashed.ClaimAsync(1);
+        await crashed.BackdateHeartbeatAsync(TimeSpan.FromMinutes(5));
+
+        var result = await host.Custodian.RunOnceAsync(CancellationToken.None);
+
+        Assert.True(result.FailedQueues >= 1);
+        Assert.Equal(0, await crashed.ClaimCountAsync());
+        Assert.Equal(1, await host.Db.ListLengthAsync($"conveyor:{{{queue}}}:ready"));
+        Assert.Contains(host.Logs.AtLeast(Microsoft.Extensions.Logging.LogLevel.Error), e => e.Message.Contains(broken.Queue, StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// A registered queue whose key <c>conveyor:{q}:&lt;key&gt;</c> holds the wrong type, so every script on it fails; disposing
+    /// it takes it out of the registry again (the test Redis is shared with every other test's timers).
+    /// </summary>
+    private sealed class BrokenQueue(IDatabase db, string queue) : IAsyncDisposable
+    {
+        public string Queue { get; } = queue;
+
+        public static async Task<BrokenQueue> StartAsync(EngineHost host, string key)
+        {
+            var queue = TestRedis.UniqueQueue("broken");
+            await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "{}"));
+            await host.Db.StringSetAsync($"conveyor:{{{queue}}}:{key}", "not a sorted set");
+            return new BrokenQueue(host.Db, queue);
+        }
+
+        public async ValueTask DisposeAsync() => await db.SetRemoveAsync("conveyor:queues", Queue);
+    }
+
+    private static async Task<List<string>> EnqueueManyAsync(EngineHost host, string queue)
+    {
+        var ids = new List<string>(Many);
+        for (var i = 0; i < Many / 1000; i++)
+        {
+            var results = await host.Producer.EnqueueBatchAsync(queue, [.. Enumerable.Range(0, 1000).Select(n => new JobRequest("probe", $"{n}"))]);
+            ids.AddRange(results.Select(r => r.Id));
+        }
+        return ids;
+    }
+}
