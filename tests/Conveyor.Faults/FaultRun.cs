@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Conveyor.Faults.Infrastructure;
 using Conveyor.Faults.Ledger;
 using Conveyor.Faults.Load;
+using Conveyor.Hosting;
 using Npgsql;
 using StackExchange.Redis;
 
@@ -18,6 +19,8 @@ namespace Conveyor.Faults;
 internal sealed class FaultRun : IAsyncDisposable
 {
     public const string Queue = "faults";
+
+    private const string EverySecond = "* * * * * *";
 
     /// <summary>Processor heartbeat, and the beat, flush and sweep intervals of presence.</summary>
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(1);
@@ -120,9 +123,16 @@ internal sealed class FaultRun : IAsyncDisposable
         _output.WriteLine($"{Scenario}: seed {Seed}, set up in {clock.Elapsed.TotalSeconds:F1} s (Redis, 2 instances, {Settings.Workers} workers, {Settings.Runtimes} runtimes)");
     }
 
-    /// <summary>The engine's options, the same for the workers and the API instances.</summary>
+    /// <summary>
+    /// The engine's options and timer schedules (every second), the same for the workers and the API instances: a
+    /// worker checks the custodian's schedule against ConsumerTimeout too.
+    /// </summary>
     private Dictionary<string, string> EngineSettings() => new()
     {
+        [Schedules.Scheduler] = EverySecond,
+        [Schedules.Custodian] = EverySecond,
+        [Schedules.HeartbeatFlush] = EverySecond,
+        [Schedules.StaleSweeper] = EverySecond,
         ["Conveyor__Processor__HeartbeatInterval"] = $"{Interval}",
         ["Conveyor__Processor__IdlePollInterval"] = "00:00:00.1",
         ["Conveyor__Processor__ShutdownGrace"] = "00:00:02",

@@ -13,7 +13,7 @@ namespace Conveyor.Faults.Infrastructure;
 /// One instance of the self-host, in this test process on a free loopback port: the HTTP API the scenario
 /// enqueues and beats through, and every timer (scheduler, custodian, heartbeat flush, stale sweeper) firing every
 /// second. A scenario runs two of them, as a deployment with two instances does; neither has a job handler (its
-/// own processor serves an empty queue), so the worker processes run every job.
+/// own processor serves an empty queue), so the worker processes run every job. The scenario passes the schedules.
 /// </summary>
 internal sealed class ApiInstance : IAsyncDisposable
 {
@@ -41,10 +41,6 @@ internal sealed class ApiInstance : IAsyncDisposable
             ["Conveyor:Postgres:ConnectionString"] = postgres,
             ["Conveyor:Api:Keys:0"] = Key,
             ["Conveyor:Processor:Queues:0"] = "unused",
-            [Schedules.Scheduler] = "* * * * * *",
-            [Schedules.Custodian] = "* * * * * *",
-            [Schedules.HeartbeatFlush] = "* * * * * *",
-            [Schedules.StaleSweeper] = "* * * * * *",
         };
         foreach (var (key, value) in settings)
         {
