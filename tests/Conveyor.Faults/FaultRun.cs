@@ -3,6 +3,7 @@ using Conveyor.Faults.Infrastructure;
 using Conveyor.Faults.Ledger;
 using Conveyor.Faults.Load;
 using Conveyor.Hosting;
+using Conveyor.Testing;
 using Npgsql;
 using StackExchange.Redis;
 
@@ -107,8 +108,8 @@ internal sealed class FaultRun : IAsyncDisposable
         var postgresPort = new NpgsqlConnectionStringBuilder(database).Port;
         for (var i = 0; i < 2; i++)
         {
-            _instanceRedisProxies.Add(FaultProxy.Start(Redis.Port, Seed + 1 + i));
-            _postgresProxies.Add(FaultProxy.Start(postgresPort, Seed + 3 + i));
+            _instanceRedisProxies.Add(FaultProxy.Start("127.0.0.1", Redis.Port, Seed + 1 + i));
+            _postgresProxies.Add(FaultProxy.Start("127.0.0.1", postgresPort, Seed + 3 + i));
         }
         _apis.AddRange(await Task.WhenAll(Enumerable.Range(0, 2).Select(i => ApiInstance.StartAsync(
             $"api-{i}",
@@ -152,7 +153,7 @@ internal sealed class FaultRun : IAsyncDisposable
     /// <summary>Starts a worker process, with a proxy of its own in front of Redis (so its network can fail alone).</summary>
     public WorkerProcess StartWorker()
     {
-        var proxy = FaultProxy.Start(Redis.Port, Seed + 10 + _workerCount);
+        var proxy = FaultProxy.Start("127.0.0.1", Redis.Port, Seed + 10 + _workerCount);
         var environment = EngineSettings();
         environment["Conveyor__Redis__ConnectionString"] = proxy.Endpoint;
         environment["FAULT_QUEUE"] = Queue;
@@ -220,9 +221,14 @@ internal sealed class FaultRun : IAsyncDisposable
         return open;
     }
 
-    /// <summary>Until every live worker runs a handler: a fault that starts then hits claims, runs and completions in flight everywhere.</summary>
+    /// <summary>
+    /// Until every live worker runs a handler: a fault that starts then hits claims, runs and completions in flight
+    /// everywhere. Fails at once when the producer is done first: the scenario's faults outlast its load.
+    /// </summary>
     public Task WaitUntilEveryWorkerIsBusyAsync() =>
-        WaitUntilAsync(() => Task.FromResult(LiveWorkers.All(w => RunningIn(w) > 0)), "every worker runs a handler", 30);
+        WaitUntilAsync(() => Task.FromResult(LiveWorkers.All(w => RunningIn(w) > 0) || (_feeding.IsCompleted
+            ? throw new InvalidOperationException($"the producer finished ({Settings.Jobs} jobs over {Settings.FeedFor.TotalSeconds} s) before the next fault: the scenario's faults outlast its load")
+            : false)), "every worker runs a handler", 30);
 
     /// <summary>SIGKILLs a live worker (not <paramref name="spare"/>) while handlers run in it, and starts a replacement.</summary>
     public async Task<int> KillWorkerHoldingClaimsAsync(WorkerProcess? spare = null)
