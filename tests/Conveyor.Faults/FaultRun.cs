@@ -167,21 +167,10 @@ internal sealed class FaultRun : IAsyncDisposable
     /// Cuts <paramref name="worker"/> off from Redis for <paramref name="length"/>, while handlers run in it: its proxy
     /// stops forwarding (connections stay open, as in a network partition); the process itself runs on.
     /// </summary>
-    public async Task CutOffFromRedisAsync(WorkerProcess worker, TimeSpan length)
+    public Task CutOffFromRedisAsync(WorkerProcess worker, TimeSpan length)
     {
-        await WaitUntilAsync(() => Task.FromResult(RunningIn(worker) > 0), "the worker to cut off runs a handler", 30);
         var proxy = _workerProxies[worker];
-        var fault = Ledger.Begin("network to Redis stalled", worker.Pid, $"{length.TotalSeconds} s", silencesConsumers: true);
-        proxy.Stall();
-        try
-        {
-            await Task.Delay(length);
-        }
-        finally
-        {
-            proxy.Resume();
-            fault.End(Settings.ConsumerTimeout);
-        }
+        return SilenceAsync(worker, "network to Redis stalled", length, proxy.Stall, proxy.Resume);
     }
 
     private bool Started(WorkerProcess worker) =>
@@ -253,18 +242,26 @@ internal sealed class FaultRun : IAsyncDisposable
     }
 
     /// <summary>Freezes one worker (SIGSTOP) for <paramref name="length"/>, while handlers run in it.</summary>
-    public async Task FreezeWorkerAsync(WorkerProcess worker, TimeSpan length)
+    public Task FreezeWorkerAsync(WorkerProcess worker, TimeSpan length) =>
+        SilenceAsync(worker, "SIGSTOP worker", length, worker.Freeze, worker.Thaw);
+
+    /// <summary>
+    /// Silences <paramref name="worker"/> (<paramref name="begin"/> .. <paramref name="end"/>) for
+    /// <paramref name="length"/>, once a handler runs in it, and records the fault: it explains duplicate runs of
+    /// that process when it lasted longer than ConsumerTimeout.
+    /// </summary>
+    private async Task SilenceAsync(WorkerProcess worker, string kind, TimeSpan length, Action begin, Action end)
     {
-        await WaitUntilAsync(() => Task.FromResult(RunningIn(worker) > 0), "the worker to freeze runs a handler", 30);
-        var fault = Ledger.Begin("SIGSTOP worker", worker.Pid, $"{length.TotalSeconds} s", silencesConsumers: true);
-        worker.Freeze();
+        await WaitUntilAsync(() => Task.FromResult(RunningIn(worker) > 0), $"worker {worker.Pid} runs a handler, before: {kind}", 30);
+        var fault = Ledger.Begin(kind, worker.Pid, $"{length.TotalSeconds} s", silencesConsumers: true);
+        begin();
         try
         {
             await Task.Delay(length);
         }
         finally
         {
-            worker.Thaw();
+            end();
             fault.End(Settings.ConsumerTimeout);
         }
     }
