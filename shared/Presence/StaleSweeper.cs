@@ -3,6 +3,7 @@ using Conveyor.Storage;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using NpgsqlTypes;
 using StackExchange.Redis;
 
 namespace Conveyor.Presence;
@@ -68,7 +69,9 @@ internal enum SweepStep
 /// Marks offline the runtimes silent longer than the stale window (Redis time): online in PostgreSQL with an old
 /// last_seen_at (which trails a runtime's latest beat by up to a write window), and no beat since the cutoff recorded
 /// in Redis. It first finds them all, then decides (disruption mode, see <see cref="SweepDisruption"/>) how many may go
-/// offline, and marks those. Safe to run on many instances at once.
+/// offline, and marks those. The newest beat Redis recorded for a runtime it marks (inside the write window, or
+/// acknowledged while PostgreSQL was away) goes into last_seen_at as the row goes offline. Safe to run on many
+/// instances at once.
 /// </summary>
 public sealed class StaleSweeper(NpgsqlDataSource dataSource, RedisConnection redis, IOptions<PresenceOptions> options, ILogger<StaleSweeper> logger)
 {
@@ -88,14 +91,18 @@ public sealed class StaleSweeper(NpgsqlDataSource dataSource, RedisConnection re
     // sequential or bitmap scan, in physical order. Here the sub-select locks every row first, in id order (its
     // FOR NO KEY UPDATE applies after the ORDER BY), re-checking the fence on the newest version of a row it
     // waited for; the UPDATE then finds only rows it already holds.
+    // last_seen_at takes the runtime's newest beat recorded in Redis ($3, null when none): a beat inside the write
+    // window was never due, and one acknowledged while PostgreSQL was away was never written; the flush writes online
+    // rows only, so once this row is offline no flush would write either.
     private const string MarkOffline = """
-        UPDATE runtimes SET status = 'offline'
-        WHERE id = ANY(ARRAY(
+        UPDATE runtimes r SET status = 'offline', last_seen_at = GREATEST(r.last_seen_at, b.seen)
+        FROM unnest($1::uuid[], $3::timestamptz[]) AS b(id, seen)
+        WHERE r.id = b.id AND r.id = ANY(ARRAY(
             SELECT id FROM runtimes
             WHERE id = ANY($1::uuid[]) AND status = 'online' AND last_seen_at < $2
             ORDER BY id
             FOR NO KEY UPDATE))
-        RETURNING id
+        RETURNING r.id
         """;
 
     /// <summary>Runtime ids per Redis call (a read or release_stale.lua), so one call stays short whatever the batch size.</summary>
@@ -159,11 +166,11 @@ public sealed class StaleSweeper(NpgsqlDataSource dataSource, RedisConnection re
             // UPDATE below and the synchronous beat serialise on the row. A sweep that fails after this marks no one
             // offline: released runtimes that are alive come back to the online set with their next beat.
             await StepAsync(SweepStep.Release);
-            var stale = await ReleaseAsync(db, batch, cutoffMs);
+            var (stale, seen) = await ReleaseAsync(db, batch, cutoffMs);
             if (stale.Length > 0)
             {
                 await StepAsync(SweepStep.MarkOffline);
-                offline.AddRange(await MarkOfflineAsync(stale, cutoff, cancellationToken));
+                offline.AddRange(await MarkOfflineAsync(stale, cutoff, seen, cancellationToken));
             }
         }
 
@@ -242,24 +249,33 @@ public sealed class StaleSweeper(NpgsqlDataSource dataSource, RedisConnection re
         return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 
-    /// <summary>release_stale.lua over <paramref name="batch"/>, a chunk at a time: the ids still silent, now out of the online and seen hashes.</summary>
-    private static async Task<Guid[]> ReleaseAsync(IDatabase db, Silent[] batch, long cutoffMs)
+    /// <summary>
+    /// release_stale.lua over <paramref name="batch"/>, a chunk at a time: the ids still silent, now out of the online and
+    /// seen hashes, each with the newest beat Redis recorded for it (null when none).
+    /// </summary>
+    private static async Task<(Guid[] Ids, DateTime?[] Seen)> ReleaseAsync(IDatabase db, Silent[] batch, long cutoffMs)
     {
         var stale = new List<Guid>(batch.Length);
+        var seen = new List<DateTime?>(batch.Length);
         foreach (var chunk in batch.Chunk(RedisChunk))
         {
             var released = (RedisResult[])(await PresenceScripts.ReleaseStale.RunAsync(
                 db, PresenceKeys.ForRelease, [cutoffMs, .. chunk.Select(s => (RedisValue)RuntimeCredentials.Canonical(s.Id))]))!;
-            stale.AddRange(released.Select(s => Guid.Parse((string)s!)));
+            for (var i = 0; i < released.Length; i += 2)
+            {
+                stale.Add(Guid.Parse((string)released[i]!));
+                seen.Add((long)released[i + 1] is > 0 and var ms ? RedisTime.ToUtc(ms) : null);
+            }
         }
-        return [.. stale];
+        return ([.. stale], [.. seen]);
     }
 
-    private async Task<List<Guid>> MarkOfflineAsync(Guid[] ids, DateTime cutoff, CancellationToken cancellationToken)
+    private async Task<List<Guid>> MarkOfflineAsync(Guid[] ids, DateTime cutoff, DateTime?[] seen, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand(MarkOffline);
         command.Parameters.AddWithValue(ids);
         command.Parameters.AddWithValue(cutoff);
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.TimestampTz, Value = seen });
         var marked = new List<Guid>(ids.Length);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
