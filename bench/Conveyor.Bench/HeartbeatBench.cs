@@ -176,7 +176,7 @@ internal static class HeartbeatBench
             {
                 await WarmPoolAsync(dataSource, HeartbeatFlusher.ConcurrentBatches);
                 var cpuBefore = await CpuTimes.ReadAsync(server, postmaster);
-                var (checkpointsBefore, autovacuumsBefore) = await BackgroundWorkAsync(dataSource);
+                var backgroundBefore = await BackgroundWorkAsync(dataSource);
                 var gen2Before = GC.CollectionCount(2);
                 var (statementsBefore, statementTimeBefore) = (statements.Statements, statements.Elapsed);
                 var load = LoadAverage();
@@ -187,9 +187,9 @@ internal static class HeartbeatBench
                 flushStatementTime += statements.Elapsed - statementTimeBefore;
                 var cpu = await CpuTimes.ReadAsync(server, postmaster) - cpuBefore;
                 var gen2 = GC.CollectionCount(2) - gen2Before;
-                var (checkpointsAfter, autovacuumsAfter) = await BackgroundWorkAsync(dataSource);
-                var run = new FlushRun(pending, result, elapsed, cpu, checkpointsAfter - checkpointsBefore, autovacuumsAfter - autovacuumsBefore, gen2, load);
-                Console.Error.WriteLine($"  {run.Ms:F0} ms, {result.Flushed} rows, CPU ms {string.Join(", ", run.Cpu.ToJson().Select(p => $"{p.Key} {p.Value}"))}, checkpoints {run.Checkpoints}, autovacuum/analyze ends {run.Autovacuums}, gen2 GCs {run.Gen2}, load {load}");
+                var background = await BackgroundWorkAsync(dataSource) - backgroundBefore;
+                var run = new FlushRun(pending, result, elapsed, cpu, background.Checkpoints, background.Autovacuums, gen2, load, background.WalBytes);
+                Console.Error.WriteLine($"  {run.Ms:F0} ms, {result.Flushed} rows, CPU ms {string.Join(", ", run.Cpu.ToJson().Select(p => $"{p.Key} {p.Value}"))}, checkpoints {run.Checkpoints}, autovacuum/analyze ends {run.Autovacuums}, WAL {run.WalBytes / 1048576.0:F1} MiB, gen2 GCs {run.Gen2}, load {load}");
                 return run;
             }
 
@@ -252,6 +252,7 @@ internal static class HeartbeatBench
                 ["pgCoresAtFlushInterval"] = median.Cpu.Postgres is { } pgCpu ? Math.Round(pgCpu / flushInterval, 3) : null!,
                 ["flushLoadAvg"] = median.LoadAverage,
                 ["flushCheckpoints"] = runs.Sum(r => r.Checkpoints),
+                ["flushWalMiB"] = Math.Round(median.WalBytes / 1048576.0, 1),
                 ["flushAutovacuums"] = runs.Sum(r => r.Autovacuums),
                 ["pgFlushXactCommits"] = pgFlush.XactCommit / flushes,
                 ["pgFlushRowsUpdated"] = pgFlush.TupUpdated / flushes,
@@ -275,6 +276,7 @@ internal static class HeartbeatBench
                 line["fullFlushMs"] = Math.Round(all.Ms, 1);
                 line["fullFlushRows"] = all.Result.Flushed;
                 line["fullFlushCpuMs"] = all.Cpu.ToJson();
+                line["fullFlushWalMiB"] = Math.Round(all.WalBytes / 1048576.0, 1);
             }
             Console.WriteLine(JsonSerializer.Serialize(line));
             return 0;
@@ -404,7 +406,8 @@ internal static class HeartbeatBench
     /// PostgreSQL checkpoints begun (after one, the first write to each page logs the whole page), autovacuum or
     /// autoanalyze runs of runtimes that ended, and this process's full garbage collections.
     /// </summary>
-    private sealed record FlushRun(long Buffered, FlushResult Result, double Ms, CpuTimes Cpu, long Checkpoints, long Autovacuums, int Gen2, string LoadAverage);
+    private sealed record FlushRun(
+        long Buffered, FlushResult Result, double Ms, CpuTimes Cpu, long Checkpoints, long Autovacuums, int Gen2, string LoadAverage, long WalBytes);
 
     /// <summary>The machine's 1-minute load average when a flush began (other work on the shared cores).</summary>
     private static string LoadAverage() =>
@@ -427,18 +430,26 @@ internal static class HeartbeatBench
     }
 
     /// <summary>
-    /// Checkpoints begun so far, and autovacuum or autoanalyze runs of <c>runtimes</c> so far: work that competes with
-    /// a flush for the same cores.
+    /// Checkpoints begun so far, autovacuum or autoanalyze runs of <c>runtimes</c> so far (work that competes with a
+    /// flush for the same cores), and the server's WAL position (bytes written so far; exact, unlike pg_stat_wal, whose
+    /// counters backends report only when idle).
     /// </summary>
-    private static async Task<(long Checkpoints, long Autovacuums)> BackgroundWorkAsync(NpgsqlDataSource dataSource)
+    private static async Task<BackgroundWork> BackgroundWorkAsync(NpgsqlDataSource dataSource)
     {
         await using var command = dataSource.CreateCommand("""
             SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter),
-                   (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0)::bigint FROM pg_stat_user_tables WHERE relname = 'runtimes')
+                   (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0)::bigint FROM pg_stat_user_tables WHERE relname = 'runtimes'),
+                   (pg_current_wal_lsn() - '0/0')::bigint
             """);
         await using var reader = await command.ExecuteReaderAsync();
         await reader.ReadAsync();
-        return (reader.GetInt64(0), reader.GetInt64(1));
+        return new BackgroundWork(reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2));
+    }
+
+    private readonly record struct BackgroundWork(long Checkpoints, long Autovacuums, long WalBytes)
+    {
+        public static BackgroundWork operator -(BackgroundWork a, BackgroundWork b) =>
+            new(a.Checkpoints - b.Checkpoints, a.Autovacuums - b.Autovacuums, a.WalBytes - b.WalBytes);
     }
 
     /// <summary>Latencies (ms, sorted) of one run of beats.</summary>
