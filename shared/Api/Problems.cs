@@ -26,6 +26,7 @@ public static class Problems
         public const string Unauthorized = "urn:conveyor:problem:unauthorized";
         public const string Unavailable = "urn:conveyor:problem:unavailable";
         public const string QueueLimit = "urn:conveyor:problem:queue-limit";
+        public const string RuntimeOffline = "urn:conveyor:problem:runtime-offline";
         public const string RouteNotFound = "urn:conveyor:problem:route-not-found";
         public const string MethodNotAllowed = "urn:conveyor:problem:method-not-allowed";
         public const string Internal = "urn:conveyor:problem:internal";
@@ -52,6 +53,9 @@ public static class Problems
 
     public static ProblemHttpResult QueueLimit(string detail) =>
         Create(StatusCodes.Status409Conflict, Types.QueueLimit, "Too many queues", detail);
+
+    public static ProblemHttpResult RuntimeOffline(string detail) =>
+        Create(StatusCodes.Status409Conflict, Types.RuntimeOffline, "The runtime is offline", detail);
 
     public static ProblemHttpResult Unavailable(string detail) =>
         Create(StatusCodes.Status503ServiceUnavailable, Types.Unavailable, "A backing store is unavailable", detail);
@@ -100,6 +104,9 @@ public static class Problems
         {
             ConveyorValidationException validation => Validation(validation.Field, validation.Reason),
             ConveyorQueueLimitException limit => QueueLimit(limit.Message),
+            RuntimeAccessException { Access: Presence.RuntimeAccess.NotFound } access => NotFound(access.Message),
+            RuntimeAccessException { Access: Presence.RuntimeAccess.Unauthorized } access => Unauthorized(access.Message),
+            RuntimeAccessException access => RuntimeOffline(access.Message),
             EnqueueUnconfirmedException unconfirmed => EnqueueUnconfirmed(unconfirmed),
             RedisConnectionException or RedisTimeoutException => Unavailable("Redis did not answer; retry later"),
             Npgsql.NpgsqlException { IsTransient: true } => Unavailable("PostgreSQL did not answer; retry later"),
