@@ -71,7 +71,10 @@ public sealed class RuntimeAgent : IDisposable
     private readonly ConcurrentDictionary<string, ClaimedJob> _running = new(StringComparer.Ordinal);
     private RuntimeCredentials? _credentials;
     private TimeSpan _beatInterval = TimeSpan.FromSeconds(15);
-    private long _claimTimeoutTicks = TimeSpan.FromMinutes(5).Ticks;
+    private long _claimTimeoutTicks;
+
+    /// <summary>Set once the first claim has told the server's claim timeout, which paces extensions.</summary>
+    private readonly TaskCompletionSource _claimTimeoutKnown = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public RuntimeAgent(ConveyorClient client, RuntimeAgentOptions options, Func<ClaimedJob, CancellationToken, Task> run, ILogger<RuntimeAgent>? logger = null)
     {
@@ -213,6 +216,7 @@ public sealed class RuntimeAgent : IDisposable
                 var claimed = await _client.ClaimAsync(runtime, queue, reserved, _options.ClaimWait, stop);
                 failures = 0;
                 Interlocked.Exchange(ref _claimTimeoutTicks, claimed.ClaimTimeout.Ticks);
+                _claimTimeoutKnown.TrySetResult();
                 foreach (var job in claimed.Jobs)
                 {
                     reserved--;
@@ -334,6 +338,7 @@ public sealed class RuntimeAgent : IDisposable
         {
             try
             {
+                await _claimTimeoutKnown.Task.WaitAsync(stop);
                 await Task.Delay(TimeSpan.FromTicks(Interlocked.Read(ref _claimTimeoutTicks) / 3), stop);
                 foreach (var chunk in _running.Keys.Chunk(1000))
                 {
