@@ -48,7 +48,9 @@ builder.Logging.Services.Configure<LoggerFilterOptions>(options =>
 builder.Logging.AddFilter("Npgsql", LogLevel.Warning);
 var telemetry = builder.Services.AddOpenTelemetry()
     .WithMetrics(metrics => metrics.AddMeter(ConveyorTelemetry.Name))
-    .WithTracing(tracing => tracing.AddSource(ConveyorTelemetry.Name));
+    // The worker's invocation activity (source Microsoft.Azure.Functions.Worker) continues the host's trace: listening to
+    // it lets it be sampled like its parent, so a job enqueued over HTTP carries a sampled trace parent into its run.
+    .WithTracing(tracing => tracing.AddSource(ConveyorTelemetry.Name, "Microsoft.Azure.Functions.Worker"));
 if (!string.IsNullOrEmpty(builder.Configuration["APPLICATIONINSIGHTS_CONNECTION_STRING"]))
 {
     // Application Insights has local auth disabled (infra/): both exporters sign in with the app's identity.

@@ -4,20 +4,22 @@ using Microsoft.Extensions.Logging;
 
 namespace Conveyor.Hosting;
 
-/// <summary>Checks made once when the host starts: warns loudly when Redis may evict queue data.</summary>
-internal sealed class StartupChecks(RedisConnection redis, ILogger<StartupChecks> logger) : IHostedService
+/// <summary>
+/// Checks made once when the host starts: warns loudly when Redis may evict queue data. It runs beside the host's
+/// start, not before it: Redis may come up late (the connection keeps retrying), and a host must not wait for it.
+/// Reaching Redis is bounded by StackExchange.Redis's connect and command timeouts; a failure is one warning.
+/// </summary>
+internal sealed class StartupChecks(RedisConnection redis, ILogger<StartupChecks> logger) : BackgroundService
 {
-    public async Task StartAsync(CancellationToken cancellationToken)
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         try
         {
-            await redis.CheckEvictionPolicyAsync(logger).WaitAsync(TimeSpan.FromSeconds(10), cancellationToken);
+            await redis.CheckEvictionPolicyAsync(logger).WaitAsync(stoppingToken);
         }
-        catch (TimeoutException)
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
-            logger.LogWarning("Conveyor could not reach Redis within 10 s at start-up to check maxmemory-policy");
+            // stopped before Redis answered: nothing to report
         }
     }
-
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

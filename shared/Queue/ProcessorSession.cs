@@ -321,7 +321,8 @@ internal sealed class ProcessorSession
         {
             var id = (string)reply[i]!;
             _held[id] = token;
-            _buffer.Writer.TryWrite(new ClaimedJob(id, token, (string)reply[i + 1]!, (string?)reply[i + 2], (string?)reply[i + 3], now));
+            var payload = (RedisValue)reply[i + 3];
+            _buffer.Writer.TryWrite(new ClaimedJob(id, token, (string)reply[i + 1]!, (string?)reply[i + 2], (string?)payload, (int)payload.Length(), now));
         }
         return claimed;
     }
@@ -515,11 +516,15 @@ internal sealed class ProcessorSession
 
     private async Task SendAsync(List<Completion> batch, CompletionKind kind, RedisScript script, RedisKey[] keys)
     {
-        var items = batch.Where(c => c.Kind == kind && !c.Sent).ToList();
-        if (items.Count == 0)
+        var pending = batch.Where(c => c.Kind == kind && !c.Sent).ToList();
+        foreach (var call in LuaScripts.Calls(pending, _options.CompletionBatchSize, c => c.Bytes))
         {
-            return;
+            await SendCallAsync(call, kind, script, keys);
         }
+    }
+
+    private async Task SendCallAsync(List<Completion> items, CompletionKind kind, RedisScript script, RedisKey[] keys)
+    {
         var args = new List<RedisValue>(items.Count * 6);
         foreach (var item in items)
         {
@@ -677,7 +682,7 @@ internal sealed class ProcessorSession
         }
     }
 
-    private sealed record ClaimedJob(string Id, long Token, string Header, string? State, string? Payload, long ClaimedAt);
+    private sealed record ClaimedJob(string Id, long Token, string Header, string? State, string? Payload, int PayloadBytes, long ClaimedAt);
 
     private enum CompletionKind
     {
@@ -696,6 +701,8 @@ internal sealed class ProcessorSession
             MaxAttempts = maxAttempts;
             DelayOrDueMs = delayOrDueMs;
             Error = error;
+            // What its script call costs beyond the count: the payload an ack frees, the error text a retry or kill passes.
+            Bytes = kind == CompletionKind.Ack ? job.PayloadBytes : System.Text.Encoding.UTF8.GetByteCount(error);
         }
 
         public ClaimedJob Job { get; }
@@ -707,6 +714,9 @@ internal sealed class ProcessorSession
         public long DelayOrDueMs { get; }
 
         public string Error { get; }
+
+        /// <summary>Bytes that count against <see cref="LuaScripts.CallBudgetBytes"/>.</summary>
+        public int Bytes { get; }
 
         /// <summary>Set once a script answered for it, so a retried flush does not send it again.</summary>
         public bool Sent { get; set; }

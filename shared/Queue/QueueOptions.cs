@@ -75,8 +75,11 @@ public sealed class ProcessorOptions
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
     public TimeSpan SessionDuration { get; set; } = TimeSpan.FromSeconds(270);
 
-    /// <summary>Most acks (or retries, or kills) sent in one script call. Default: 500. Bounds: 1 to 1000 (a call stays in single-digit milliseconds).</summary>
-    [Range(1, 1000)]
+    /// <summary>
+    /// Most acks (or retries, or kills) sent in one script call; a call also carries at most 256 KiB of payloads freed or
+    /// error text. Default: 500. Bounds: 1 to 500 (a call stays within a few milliseconds).
+    /// </summary>
+    [Range(1, 500)]
     public int CompletionBatchSize { get; set; } = 500;
 }
 
@@ -132,8 +135,11 @@ public sealed class CustodianOptions
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
     public TimeSpan ConsumerTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Claims recovered (or dead jobs trimmed) per script call. Default: 500. Bounds: 1 to 1000 (a call stays in single-digit milliseconds).</summary>
-    [Range(1, 1000)]
+    /// <summary>
+    /// Claims recovered (or dead jobs trimmed) per script call; a trim also frees at most 8 MiB of payloads per call.
+    /// Default: 500. Bounds: 1 to 500 (a call stays within a few milliseconds).
+    /// </summary>
+    [Range(1, 500)]
     public int BatchSize { get; set; } = 500;
 
     /// <summary>Most dead jobs kept per queue. Default: 10,000. Bounds: 0 to 10,000,000.</summary>

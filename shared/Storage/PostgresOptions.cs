@@ -10,7 +10,7 @@ public sealed class PostgresOptions
     /// <summary>
     /// Npgsql connection string. Default: <c>Host=localhost;Port=5432;Database=conveyor;Username=conveyor;Password=conveyor</c>.
     /// </summary>
-    [Required]
+    [Required(ErrorMessage = "Conveyor:Postgres:ConnectionString is empty: set it to an Npgsql connection string, or leave it out for the local default")]
     public string ConnectionString { get; set; } = "Host=localhost;Port=5432;Database=conveyor;Username=conveyor;Password=conveyor";
 
     /// <summary>

@@ -109,7 +109,7 @@ public sealed class RedisConnection : IAsyncDisposable
             var values = (RedisResult[])reply!;
             policy = values.Length == 2 ? (string?)values[1] : null;
         }
-        catch (RedisException ex)
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
             logger.LogWarning(ex, "Conveyor could not read Redis maxmemory-policy; make sure it is noeviction, or jobs can be lost silently");
             return null;

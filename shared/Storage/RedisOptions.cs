@@ -12,7 +12,7 @@ public sealed class RedisOptions
     /// StackExchange.Redis configuration string, used when <see cref="UseEntraId"/> is false (locally).
     /// Default: <c>localhost:6379</c>. Ignored when <see cref="UseEntraId"/> is true.
     /// </summary>
-    [Required]
+    [Required(ErrorMessage = "Conveyor:Redis:ConnectionString is empty: set it to a StackExchange.Redis configuration string (host:port), or leave it out for localhost:6379")]
     public string ConnectionString { get; set; } = "localhost:6379";
 
     /// <summary>

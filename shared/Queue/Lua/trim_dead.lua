@@ -6,7 +6,8 @@
 -- ARGV[1]: most dead jobs to keep
 -- ARGV[2]: oldest age to keep (ms)
 -- ARGV[3]: how many jobs to drop at most in this call
--- Returns: how many jobs were dropped
+-- ARGV[4]: payload bytes to free at most in this call (one job is always dropped): freeing is what takes the time
+-- Returns: { how many jobs were dropped, 1 when more may be due (call again) else 0 }
 local limit = tonumber(ARGV[3])
 local ids = redis.call('ZRANGE', KEYS[1], '-inf', '(' .. (now_ms() - tonumber(ARGV[2])), 'BYSCORE', 'LIMIT', 0, limit)
 local excess = redis.call('ZCARD', KEYS[1]) - #ids - tonumber(ARGV[1])
@@ -14,8 +15,18 @@ if excess > 0 and #ids < limit then
   local more = redis.call('ZRANGE', KEYS[1], #ids, #ids + math.min(excess, limit - #ids) - 1)
   for _, id in ipairs(more) do ids[#ids + 1] = id end
 end
+local more = #ids == limit and 1 or 0
+local bytes = 0
+for n, id in ipairs(ids) do
+  bytes = bytes + redis.call('HSTRLEN', KEYS[4], id)
+  if n > 1 and bytes > tonumber(ARGV[4]) then
+    for i = #ids, n, -1 do ids[i] = nil end
+    more = 1
+    break
+  end
+end
 chunked('ZREM', KEYS[1], ids)
 chunked('HDEL', KEYS[2], ids)
 chunked('HDEL', KEYS[3], ids)
 chunked('HDEL', KEYS[4], ids)
-return #ids
+return { #ids, more }

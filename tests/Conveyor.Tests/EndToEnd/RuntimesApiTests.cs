@@ -1,17 +1,43 @@
 using System.Net;
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Conveyor.Tests.Infrastructure;
-using Conveyor.Tests.Presence;
 
 namespace Conveyor.Tests.EndToEnd;
 
-/// <summary>Runtimes over real HTTP: the self-host on loopback, real Redis and PostgreSQL, its timers on short settings.</summary>
+/// <summary>The runtimes API on the self-host.</summary>
 [Collection(PresenceCollection.Name)]
-public sealed class RuntimesApiTests
+public sealed class RuntimesApiOnSelfHost(PresenceSelfHostApp app) : RuntimesApiTests(app), IClassFixture<PresenceSelfHostApp>;
+
+#if !FUNCTIONS_STANDIN
+/// <summary>The runtimes API on the real Functions worker.</summary>
+[Collection(PresenceCollection.Name)]
+public sealed class RuntimesApiOnFunctions(PresenceFunctionsWorkerApp app) : RuntimesApiTests(app), IClassFixture<PresenceFunctionsWorkerApp>;
+#endif
+
+/// <summary>An app whose presence timers run on short settings (the presence collection only: they touch the shared presence keys).</summary>
+public sealed class PresenceSelfHostApp : SelfHostApp
 {
-    private static readonly Dictionary<string, string?> ShortPresence = new()
+    public PresenceSelfHostApp() => Settings = RuntimesApiTests.ShortPresence;
+
+    protected override bool PresenceTimers => true;
+}
+
+/// <inheritdoc cref="PresenceSelfHostApp"/>
+public sealed class PresenceFunctionsWorkerApp : FunctionsWorkerApp
+{
+    public PresenceFunctionsWorkerApp() => Settings = RuntimesApiTests.ShortPresence;
+
+    protected override bool PresenceTimers => true;
+}
+
+/// <summary>
+/// Runtimes over real HTTP, real Redis and PostgreSQL, on both hosts (a subclass per host above), with the heartbeat
+/// flush and stale sweep running on short settings.
+/// </summary>
+public abstract class RuntimesApiTests(ConveyorApp app)
+{
+    public static readonly Dictionary<string, string?> ShortPresence = new()
     {
         ["Conveyor:Presence:BeatInterval"] = "00:00:00.2",
         ["Conveyor:Presence:FlushInterval"] = "00:00:01",
@@ -19,81 +45,65 @@ public sealed class RuntimesApiTests
         ["Conveyor:Presence:StaleWindow"] = "00:00:03",
     };
 
-    private static async Task<(string Id, string Token)> RegisterAsync(SelfHostServer server, string name)
-    {
-        var response = await server.Client.PostAsync("/api/runtimes", SelfHostServer.Json($$$"""{"name":"{{{name}}}","metadata":{"zone":"eu-1"}}"""));
-        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
-        var body = await response.Content.ReadFromJsonAsync<JsonElement>();
-        return (body.GetProperty("id").GetString()!, body.GetProperty("token").GetString()!);
-    }
+    private Task<(string Id, string Token)> RegisterAsync(string name) =>
+        app.Client.RegisterRuntimeAsync($$$"""{"name":"{{{name}}}","metadata":{"zone":"eu-1"}}""");
 
-    private static Task<HttpResponseMessage> BeatAsync(SelfHostServer server, string id, string token)
-    {
-        using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/runtimes/{id}/heartbeat");
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        return server.Client.SendAsync(request);
-    }
+    private Task<HttpResponseMessage> BeatAsync(string id, string token) => app.Client.BeatAsync(id, token);
 
     [Fact]
     public async Task A_runtime_goes_online_with_its_first_beat_advances_with_flushes_and_goes_offline_when_silent()
     {
-        await using var server = await SelfHostServer.StartAsync(TestRedis.UniqueQueue("rt"), ShortPresence, presenceTimers: true);
-        var (id, token) = await RegisterAsync(server, "agent-1");
-        var registered = await server.Client.GetFromJsonAsync<JsonElement>($"/api/runtimes/{id}");
+        var (id, token) = await RegisterAsync("agent-1");
+        var registered = await app.Client.GetFromJsonAsync<JsonElement>($"/api/runtimes/{id}");
         Assert.Equal("offline", registered.GetProperty("status").GetString());
         Assert.Equal("eu-1", registered.GetProperty("metadata").GetProperty("zone").GetString());
 
-        var first = await BeatAsync(server, id, token);
+        var first = await BeatAsync(id, token);
         Assert.Equal(HttpStatusCode.OK, first.StatusCode); // flipped online synchronously
         var firstBody = await first.Content.ReadFromJsonAsync<JsonElement>();
         Assert.True(firstBody.GetProperty("flippedOnline").GetBoolean());
         Assert.Equal(0.2, firstBody.GetProperty("beatIntervalSeconds").GetDouble()); // Conveyor:Presence:BeatInterval, told to the runtime
-        var firstSeen = await LastSeenInPostgresAsync(server, id);
+        var firstSeen = await LastSeenInPostgresAsync(id);
 
         await Task.Delay(50);
-        var second = await BeatAsync(server, id, token);
+        var second = await BeatAsync(id, token);
         Assert.Equal(HttpStatusCode.Accepted, second.StatusCode); // buffered in Redis
-        await Wait.UntilAsync(async () => await LastSeenInPostgresAsync(server, id) > firstSeen, "a flush wrote the buffered beat");
-        Assert.Equal("online", (await server.Client.GetFromJsonAsync<JsonElement>($"/api/runtimes/{id}")).GetProperty("status").GetString());
-        var online = await server.Client.GetFromJsonAsync<JsonElement>("/api/runtimes?status=online");
+        await Wait.UntilAsync(async () => await LastSeenInPostgresAsync(id) > firstSeen, "a flush wrote the buffered beat");
+        Assert.Equal("online", (await app.Client.GetFromJsonAsync<JsonElement>($"/api/runtimes/{id}")).GetProperty("status").GetString());
+        var online = await app.Client.GetFromJsonAsync<JsonElement>("/api/runtimes?status=online");
         Assert.Contains(online.GetProperty("runtimes").EnumerateArray(), r => r.GetProperty("id").GetString() == id);
 
         // Silence: the sweeper marks it offline once the 3 s window has passed.
         await Wait.UntilAsync(async () =>
-            (await server.Client.GetFromJsonAsync<JsonElement>($"/api/runtimes/{id}")).GetProperty("status").GetString() == "offline",
+            (await app.Client.GetFromJsonAsync<JsonElement>($"/api/runtimes/{id}")).GetProperty("status").GetString() == "offline",
             "the sweeper marked the silent runtime offline", seconds: 30);
-        var back = await BeatAsync(server, id, token);
+        var back = await BeatAsync(id, token);
         Assert.Equal(HttpStatusCode.OK, back.StatusCode); // and it comes back at once
 
-        Assert.Equal(HttpStatusCode.NoContent, (await server.Client.DeleteAsync($"/api/runtimes/{id}")).StatusCode);
-        Assert.Equal(HttpStatusCode.NotFound, (await server.Client.GetAsync($"/api/runtimes/{id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, (await app.Client.DeleteAsync($"/api/runtimes/{id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await app.Client.GetAsync($"/api/runtimes/{id}")).StatusCode);
     }
 
     [Fact]
     public async Task A_wrong_token_gets_401_an_unknown_id_404_and_neither_changes_anything()
     {
-        await using var server = await SelfHostServer.StartAsync(TestRedis.UniqueQueue("rt"));
-        var (id, token) = await RegisterAsync(server, "agent-2");
+        var (id, token) = await RegisterAsync("agent-2");
 
-        var wrong = await BeatAsync(server, id, token + "x");
-        var none = await BeatAsync(server, Guid.NewGuid().ToString(), token);
-        var malformed = await BeatAsync(server, "not-a-uuid", token);
+        var wrong = await BeatAsync(id, token + "x");
+        var none = await BeatAsync(Guid.NewGuid().ToString(), token);
+        var malformed = await BeatAsync("not-a-uuid", token);
         using var noBearer = new HttpRequestMessage(HttpMethod.Post, $"/api/runtimes/{id}/heartbeat");
-        var missing = await server.Client.SendAsync(noBearer);
-        using var noKey = new HttpRequestMessage(HttpMethod.Post, $"/api/runtimes/{id}/heartbeat");
-        noKey.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        var keyless = await server.Anonymous.SendAsync(noKey);
+        var missing = await app.Client.SendAsync(noBearer);
 
         Assert.Equal(HttpStatusCode.Unauthorized, wrong.StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, none.StatusCode);
         Assert.Equal(HttpStatusCode.BadRequest, malformed.StatusCode);
         Assert.Equal(HttpStatusCode.Unauthorized, missing.StatusCode);
-        Assert.Equal(HttpStatusCode.Unauthorized, keyless.StatusCode);
         Assert.Equal("urn:conveyor:problem:unauthorized", (await wrong.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("type").GetString());
-        var runtime = await server.Client.GetFromJsonAsync<JsonElement>($"/api/runtimes/{id}");
+        var runtime = await app.Client.GetFromJsonAsync<JsonElement>($"/api/runtimes/{id}");
         Assert.Equal("offline", runtime.GetProperty("status").GetString());
         Assert.Equal(JsonValueKind.Null, runtime.GetProperty("lastSeenAt").ValueKind);
-        Assert.Null(await LastSeenInPostgresAsync(server, id));
+        Assert.Null(await LastSeenInPostgresAsync(id));
     }
 
     public static TheoryData<string, string, string, HttpStatusCode> BadRegistrations => new()
@@ -110,29 +120,27 @@ public sealed class RuntimesApiTests
     [MemberData(nameof(BadRegistrations))]
     public async Task A_bad_registration_gets_a_problem_and_writes_no_row(string what, string contentType, string body, HttpStatusCode status)
     {
-        await using var server = await SelfHostServer.StartAsync(TestRedis.UniqueQueue("rt"));
+        var before = await app.Database.ScalarAsync<long>("SELECT count(*) FROM runtimes");
         using var content = new StringContent(body, System.Text.Encoding.UTF8, contentType);
 
-        var response = await server.Client.PostAsync("/api/runtimes", content);
+        var response = await app.Client.PostAsync("/api/runtimes", content);
 
         Assert.True(status == response.StatusCode, $"{what}: {response.StatusCode} {await response.Content.ReadAsStringAsync()}");
         Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
-        await using var count = server.Database.DataSource.CreateCommand("SELECT count(*) FROM runtimes");
-        Assert.Equal(0L, (long)(await count.ExecuteScalarAsync())!);
+        Assert.Equal(before, await app.Database.ScalarAsync<long>("SELECT count(*) FROM runtimes"));
     }
 
     [Fact]
     public async Task Health_reports_redis_and_postgres()
     {
-        await using var server = await SelfHostServer.StartAsync(TestRedis.UniqueQueue("rt"));
-        var health = await server.Anonymous.GetFromJsonAsync<JsonElement>("/api/health");
+        var health = await app.Client.GetFromJsonAsync<JsonElement>("/api/health");
         Assert.Equal("healthy", health.GetProperty("status").GetString());
         Assert.Equal("ok", health.GetProperty("checks").GetProperty("postgres").GetString());
     }
 
-    private static async Task<DateTime?> LastSeenInPostgresAsync(SelfHostServer server, string id)
+    private async Task<DateTime?> LastSeenInPostgresAsync(string id)
     {
-        await using var command = server.Database.DataSource.CreateCommand("SELECT last_seen_at FROM runtimes WHERE id = $1");
+        await using var command = app.Database.DataSource.CreateCommand("SELECT last_seen_at FROM runtimes WHERE id = $1");
         command.Parameters.AddWithValue(Guid.Parse(id));
         var value = await command.ExecuteScalarAsync();
         return value is DateTime seen ? seen : null;

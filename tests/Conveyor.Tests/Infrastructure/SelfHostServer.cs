@@ -2,10 +2,11 @@ using System.Net.Http.Headers;
 using Conveyor.Hosting;
 using Conveyor.SelfHost;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Http.Features;
-using Microsoft.Extensions.Configuration;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -44,30 +45,15 @@ public sealed class SelfHostServer : IAsyncDisposable
     /// <summary>
     /// Starts a server on its own database. The heartbeat flush and stale sweep are off unless
     /// <paramref name="presenceTimers"/>: the presence keys in Redis are shared by the whole test run, so
-    /// only tests in the presence collection may run them.
+    /// only tests in the presence collection may run them. <paramref name="handlers"/> registers the job handlers;
+    /// by default job type <c>probe</c> runs the in-process <see cref="Probe"/>.
     /// </summary>
-    public static async Task<SelfHostServer> StartAsync(string queue, Dictionary<string, string?>? settings = null, bool presenceTimers = false)
+    public static async Task<SelfHostServer> StartAsync(
+        string queue, Dictionary<string, string?>? settings = null, bool presenceTimers = false, Action<ConveyorBuilder>? handlers = null)
     {
         var redis = await TestRedis.ConnectionStringAsync();
         var database = await TestPostgres.CreateDatabaseAsync();
-        var values = new Dictionary<string, string?>
-        {
-            ["Conveyor:Redis:ConnectionString"] = redis,
-            ["Conveyor:Postgres:ConnectionString"] = database.ConnectionString,
-            ["Conveyor:Api:Keys:0"] = Key,
-            ["Conveyor:Processor:Queues:0"] = queue,
-            ["Conveyor:Processor:IdlePollInterval"] = "00:00:00.05",
-            ["Conveyor:Processor:HeartbeatInterval"] = "00:00:00.5",
-            ["Conveyor:Processor:ShutdownGrace"] = "00:00:02",
-            ["Conveyor:Queue:RetryBaseDelay"] = "00:00:00.001",
-            ["Conveyor:Queue:MaxBackoff"] = "00:00:01",
-            [Schedules.Scheduler] = "* * * * * *",
-            [Schedules.Custodian] = "* * * * * *",
-            [Schedules.HeartbeatFlush] = "* * * * * *",
-            [Schedules.StaleSweeper] = "* * * * * *",
-            ["AzureWebJobs.HeartbeatFlush.Disabled"] = presenceTimers ? "false" : "true",
-            ["AzureWebJobs.StaleSweeper.Disabled"] = presenceTimers ? "false" : "true",
-        };
+        var values = EndToEndSettings.For(queue, redis, database.ConnectionString, presenceTimers);
         foreach (var (key, value) in settings ?? [])
         {
             values[key] = value;
@@ -75,7 +61,7 @@ public sealed class SelfHostServer : IAsyncDisposable
         var probe = new Probe();
         var app = Conveyor.SelfHost.SelfHost.Build(
             ["--urls", "http://127.0.0.1:0", "--environment", "Development"],
-            conveyor => conveyor.AddJobHandler<ProbeHandler>("probe"),
+            handlers ?? (conveyor => conveyor.AddJobHandler<ProbeHandler>("probe")),
             builder =>
             {
                 builder.Configuration.AddInMemoryCollection(values);
@@ -87,6 +73,14 @@ public sealed class SelfHostServer : IAsyncDisposable
         return new SelfHostServer(app, probe, new Uri(address), database);
     }
 
+    /// <summary>The API's route table as <c>METHOD /api/route</c>, sorted (the OpenAPI document left out: Functions does not serve it).</summary>
+    public IReadOnlyList<string> Routes() =>
+        [.. App.Services.GetRequiredService<EndpointDataSource>().Endpoints
+            .OfType<RouteEndpoint>()
+            .Where(e => e.RoutePattern.RawText != "/api/openapi.json")
+            .SelectMany(e => e.Metadata.GetMetadata<IHttpMethodMetadata>()!.HttpMethods.Select(m => $"{m} /{e.RoutePattern.RawText!.Trim('/')}"))
+            .Order()];
+
     public async ValueTask DisposeAsync()
     {
         Client.Dispose();
@@ -97,4 +91,32 @@ public sealed class SelfHostServer : IAsyncDisposable
     }
 
     public static StringContent Json(string json) => new(json, new MediaTypeHeaderValue("application/json"));
+}
+
+/// <summary>The settings every end-to-end host starts with (the self-host and the Functions worker), in configuration form.</summary>
+public static class EndToEndSettings
+{
+    /// <summary>
+    /// Short intervals, every timer each second, a processor on <paramref name="queue"/>; the heartbeat flush and the
+    /// stale sweep only with <paramref name="presenceTimers"/> (they touch the presence keys the whole run shares).
+    /// </summary>
+    public static Dictionary<string, string?> For(string queue, string redis, string postgres, bool presenceTimers) => new()
+    {
+        ["Conveyor:Redis:ConnectionString"] = redis,
+        ["Conveyor:Postgres:ConnectionString"] = postgres,
+        ["Conveyor:Api:Keys:0"] = SelfHostServer.Key,
+        ["Conveyor:Processor:Queues:0"] = queue,
+        ["Conveyor:Processor:IdlePollInterval"] = "00:00:00.05",
+        ["Conveyor:Processor:HeartbeatInterval"] = "00:00:00.5",
+        ["Conveyor:Processor:ShutdownGrace"] = "00:00:02",
+        ["Conveyor:Queue:RetryBaseDelay"] = "00:00:00.001",
+        ["Conveyor:Queue:MaxBackoff"] = "00:00:01",
+        [Schedules.Scheduler] = "* * * * * *",
+        [Schedules.Custodian] = "* * * * * *",
+        [Schedules.HeartbeatFlush] = "* * * * * *",
+        [Schedules.StaleSweeper] = "* * * * * *",
+        [Schedules.Processor] = "* * * * * *",
+        ["AzureWebJobs.HeartbeatFlush.Disabled"] = presenceTimers ? "false" : "true",
+        ["AzureWebJobs.StaleSweeper.Disabled"] = presenceTimers ? "false" : "true",
+    };
 }

@@ -6,7 +6,8 @@ namespace Conveyor.Tests.Queue;
 
 /// <summary>
 /// Every script at 10,000 items per call, beyond the largest batch any option allows (Lua's unpack() fails at about
-/// 8,000 values, after a script may already have written), and every maintenance pass going on past a broken queue.
+/// 8,000 values, after a script may already have written), batches cut by bytes, and every maintenance pass going on
+/// past a broken queue (on a Redis of its own: other tests' timers must not meet it).
 /// </summary>
 public sealed class ScriptBoundsTests
 {
@@ -93,8 +94,9 @@ public sealed class ScriptBoundsTests
 
         // kill again, then trim all of them at once
         await consumer.KillAsync([.. await consumer.ClaimAsync(Many)]);
-        Assert.Equal(Many, (long)await LuaScripts.TrimDead.RunAsync(
-            host.Db, [keys.Dead, keys.Jobs, keys.State, keys.Payloads], [0, 86_400_000, Many]));
+        var trimmed = (RedisResult[])(await LuaScripts.TrimDead.RunAsync(
+            host.Db, [keys.Dead, keys.Jobs, keys.State, keys.Payloads], [0, 86_400_000, Many, int.MaxValue]))!;
+        Assert.Equal(Many, (long)trimmed[0]);
         Assert.Equal(0, await host.Db.SortedSetLengthAsync(keys.Dead));
         Assert.Equal(0, await host.Db.HashLengthAsync(keys.Jobs));
     }
@@ -137,10 +139,47 @@ public sealed class ScriptBoundsTests
     }
 
     [Fact]
+    public void Completion_calls_are_cut_by_count_and_by_the_byte_budget_with_at_least_one_job_each()
+    {
+        var sizes = new[] { 10, 10, 10, 10, 10 };
+        Assert.Equal([2, 2, 1], LuaScripts.Calls(sizes, 2, b => b).Select(c => c.Count));
+
+        var large = LuaScripts.CallBudgetBytes / 2;
+        Assert.Equal([2, 2], LuaScripts.Calls(new[] { large, large, large + 1, 1 }, 500, b => b).Select(c => c.Count));
+        // One job larger than the whole budget still goes, alone.
+        Assert.Equal([1, 1], LuaScripts.Calls(new[] { LuaScripts.CallBudgetBytes * 4, 1 }, 500, b => b).Select(c => c.Count));
+    }
+
+    [Fact]
+    public async Task A_trim_frees_a_bounded_amount_of_payload_per_call_and_says_when_more_is_due()
+    {
+        // Its own Redis: a custodian that keeps no dead job would empty other tests' dead sets.
+        using var redis = await TestRedis.StartDedicatedAsync();
+        await using var host = await EngineHost.StartOnAsync(redis.Endpoint, new() { ["Conveyor:Custodian:DeadMaxCount"] = "0" }, timeoutMs: 5000);
+        var queue = TestRedis.UniqueQueue();
+        var keys = new QueueKeys(queue);
+        var payload = "\"" + new string('x', 100_000) + "\"";
+        await host.Producer.EnqueueBatchAsync(queue, [.. Enumerable.Range(0, 5).Select(_ => new JobRequest("probe", payload))]);
+        var consumer = new FakeConsumer(host.Db, queue);
+        await consumer.RegisterAsync();
+        await consumer.KillAsync([.. await consumer.ClaimAsync(5)]);
+
+        // 250 kB per call: two 100 kB jobs fit, the third would not.
+        var first = (RedisResult[])(await LuaScripts.TrimDead.RunAsync(host.Db, [keys.Dead, keys.Jobs, keys.State, keys.Payloads], [0, 86_400_000, 500, 250_000]))!;
+        Assert.Equal([2, 1], first.Select(r => (long)r));
+        Assert.Equal(3, await host.Db.HashLengthAsync(keys.Payloads));
+
+        // The custodian calls again while more is due: all gone in one pass.
+        Assert.Equal(3, (await host.Custodian.RunOnceAsync(CancellationToken.None)).Trimmed);
+        Assert.Equal(0, await host.Db.SortedSetLengthAsync(keys.Dead));
+    }
+
+    [Fact]
     public async Task A_queue_whose_promotion_fails_does_not_stop_the_scheduler_visiting_the_others()
     {
-        await using var host = await EngineHost.StartAsync();
-        await using var broken = await BrokenQueue.StartAsync(host, "scheduled");
+        using var redis = await TestRedis.StartDedicatedAsync();
+        await using var host = await EngineHost.StartOnAsync(redis.Endpoint, timeoutMs: 5000);
+        var broken = await BrokenQueue.StartAsync(host, "scheduled");
         var queue = TestRedis.UniqueQueue();
         var id = (await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "{}") { Delay = TimeSpan.FromMilliseconds(1) })).Id;
         await Wait.UntilAsync(async () => (await host.Scheduler.RunOnceAsync(CancellationToken.None)).FailedQueues >= 1
@@ -152,8 +191,9 @@ public sealed class ScriptBoundsTests
     [Fact]
     public async Task A_queue_whose_maintenance_fails_does_not_stop_the_custodian_visiting_the_others()
     {
-        await using var host = await EngineHost.StartAsync();
-        await using var broken = await BrokenQueue.StartAsync(host, "consumers");
+        using var redis = await TestRedis.StartDedicatedAsync();
+        await using var host = await EngineHost.StartOnAsync(redis.Endpoint, timeoutMs: 5000);
+        var broken = await BrokenQueue.StartAsync(host, "consumers");
         var queue = TestRedis.UniqueQueue();
         await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "{}"));
         var crashed = new FakeConsumer(host.Db, queue);
@@ -169,23 +209,16 @@ public sealed class ScriptBoundsTests
         Assert.Contains(host.Logs.AtLeast(Microsoft.Extensions.Logging.LogLevel.Error), e => e.Message.Contains(broken.Queue, StringComparison.Ordinal));
     }
 
-    /// <summary>
-    /// A registered queue whose key <c>conveyor:{q}:&lt;key&gt;</c> holds the wrong type, so every script on it fails; disposing
-    /// it takes it out of the registry again (the test Redis is shared with every other test's timers).
-    /// </summary>
-    private sealed class BrokenQueue(IDatabase db, string queue) : IAsyncDisposable
+    /// <summary>A registered queue whose key <c>conveyor:{q}:&lt;key&gt;</c> holds the wrong type, so every script on it fails.</summary>
+    private sealed record BrokenQueue(string Queue)
     {
-        public string Queue { get; } = queue;
-
         public static async Task<BrokenQueue> StartAsync(EngineHost host, string key)
         {
             var queue = TestRedis.UniqueQueue("broken");
             await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "{}"));
             await host.Db.StringSetAsync($"conveyor:{{{queue}}}:{key}", "not a sorted set");
-            return new BrokenQueue(host.Db, queue);
+            return new BrokenQueue(queue);
         }
-
-        public async ValueTask DisposeAsync() => await db.SetRemoveAsync("conveyor:queues", Queue);
     }
 
     private static async Task<List<string>> EnqueueManyAsync(EngineHost host, string queue)
