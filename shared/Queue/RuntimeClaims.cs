@@ -86,6 +86,7 @@ public sealed class RuntimeClaims(
     HeartbeatService presence,
     IOptions<RuntimeOptions> options,
     IOptions<QueueOptions> queueOptions,
+    IOptions<ProcessorOptions> processorOptions,
     IHostApplicationLifetime? lifetime = null)
 {
     /// <summary>Most jobs one claim takes, and most claims one ack, fail or extend settles.</summary>
@@ -93,6 +94,13 @@ public sealed class RuntimeClaims(
 
     /// <summary>Longest error text kept.</summary>
     public const int MaxErrorLength = 4096;
+
+    /// <summary>
+    /// Claims one ack, fail or extend script call settles at most (<c>Conveyor:Processor:CompletionBatchSize</c>, as for
+    /// processors); a call also frees or passes at most <see cref="LuaScripts.CallBudgetBytes"/> of payloads or error text.
+    /// A request of up to <see cref="MaxBatch"/> claims makes as many calls as that takes.
+    /// </summary>
+    private int CallSize => processorOptions.Value.CompletionBatchSize;
 
     private const string ConsumerPrefix = "runtime:";
 
@@ -201,14 +209,24 @@ public sealed class RuntimeClaims(
     {
         var (runtime, parsed) = await SettlingAsync(runtimeId, token, claims, "claims", i => $"claims[{i}]", cancellationToken);
         var db = await redis.GetDatabaseAsync();
+        var consumer = ConsumerId(runtime);
         var results = new ClaimResult[parsed.Count];
         foreach (var (queue, group) in ByQueue(parsed))
         {
             var keys = new QueueKeys(queue);
-            var consumer = ConsumerId(runtime);
-            var reply = (RedisResult[])(await LuaScripts.Ack.RunAsync(
-                db, [keys.Inflight(consumer), keys.Jobs, keys.State, keys.Payloads, keys.Leases(consumer)], Pairs(group)))!;
-            Settle(group, reply, results, ClaimOutcome.Acked, ConveyorTelemetry.Acked, claims);
+            // An ack frees the payloads: the calls are cut by the bytes they free as well as by count (the sizes are
+            // read first, in one pipelined round trip; one job alone needs none).
+            var sizes = group.Count == 1
+                ? [0L]
+                : await Task.WhenAll(group.Select(c => db.HashStringLengthAsync(keys.Payloads, c.Token.JobId)));
+            var sized = group.Select((c, i) => (Claim: c, Bytes: (int)Math.Min(sizes[i], int.MaxValue))).ToList();
+            foreach (var call in LuaScripts.Calls(sized, CallSize, c => c.Bytes))
+            {
+                var items = call.Select(c => c.Claim).ToList();
+                var reply = (RedisResult[])(await LuaScripts.Ack.RunAsync(
+                    db, [keys.Inflight(consumer), keys.Jobs, keys.State, keys.Payloads, keys.Leases(consumer)], Pairs(items)))!;
+                Settle(items, reply, results, ClaimOutcome.Acked, ConveyorTelemetry.Acked, claims);
+            }
         }
         return results;
     }
@@ -241,8 +259,7 @@ public sealed class RuntimeClaims(
             var keys = new QueueKeys(queue);
             // The state is stable while this runtime holds the claim; if it does not, the fenced scripts below refuse.
             var states = await db.HashGetAsync(keys.State, [.. group.Select(c => (RedisValue)c.Token.JobId)]);
-            List<(int Index, ClaimToken Token)> retries = [], kills = [];
-            List<RedisValue> retryArgs = [], killArgs = [];
+            List<Completion> retries = [], kills = [];
             for (var i = 0; i < group.Count; i++)
             {
                 var (index, claim) = group[i];
@@ -256,29 +273,29 @@ public sealed class RuntimeClaims(
                 error = error.Length <= MaxErrorLength ? error : error[..MaxErrorLength];
                 var (attempt, maxAttempts, dueAt) = ReadState(states[i]!);
                 attempt++;
+                var bytes = System.Text.Encoding.UTF8.GetByteCount(error);
                 if (failure.Retry && attempt < maxAttempts)
                 {
                     var delay = Backoff.Delay(attempt, settings.RetryBaseDelay, settings.MaxBackoff);
-                    retries.Add((index, claim));
-                    retryArgs.AddRange([claim.JobId, claim.Token, attempt, maxAttempts, (long)delay.TotalMilliseconds, error]);
+                    retries.Add(new((index, claim), bytes, [claim.JobId, claim.Token, attempt, maxAttempts, (long)delay.TotalMilliseconds, error]));
                 }
                 else
                 {
-                    kills.Add((index, claim));
-                    killArgs.AddRange([claim.JobId, claim.Token, attempt, maxAttempts, dueAt, error]);
+                    kills.Add(new((index, claim), bytes, [claim.JobId, claim.Token, attempt, maxAttempts, dueAt, error]));
                 }
             }
-            if (retries.Count > 0)
+            // Each call passes at most CallBudgetBytes of error text, as a processor's do.
+            foreach (var call in LuaScripts.Calls(retries, CallSize, r => r.Bytes))
             {
                 var reply = (RedisResult[])(await LuaScripts.Retry.RunAsync(
-                    db, [keys.Inflight(consumer), keys.State, keys.Scheduled, keys.Leases(consumer)], [.. retryArgs]))!;
-                Settle(retries, reply, results, ClaimOutcome.Retried, ConveyorTelemetry.Retried, claims);
+                    db, [keys.Inflight(consumer), keys.State, keys.Scheduled, keys.Leases(consumer)], [.. call.SelectMany(r => r.Args)]))!;
+                Settle(call.Select(r => r.Claim), reply, results, ClaimOutcome.Retried, ConveyorTelemetry.Retried, claims);
             }
-            if (kills.Count > 0)
+            foreach (var call in LuaScripts.Calls(kills, CallSize, k => k.Bytes))
             {
                 var reply = (RedisResult[])(await LuaScripts.Kill.RunAsync(
-                    db, [keys.Inflight(consumer), keys.State, keys.Dead, keys.Leases(consumer)], [.. killArgs]))!;
-                Settle(kills, reply, results, ClaimOutcome.Dead, ConveyorTelemetry.Killed, claims);
+                    db, [keys.Inflight(consumer), keys.State, keys.Dead, keys.Leases(consumer)], [.. call.SelectMany(k => k.Args)]))!;
+                Settle(call.Select(k => k.Claim), reply, results, ClaimOutcome.Dead, ConveyorTelemetry.Killed, claims);
             }
         }
         return results;
@@ -300,15 +317,18 @@ public sealed class RuntimeClaims(
         foreach (var (queue, group) in ByQueue(parsed))
         {
             var keys = new QueueKeys(queue);
-            var reply = (RedisResult[])(await LuaScripts.Extend.RunAsync(
-                db, [keys.Inflight(consumer), keys.Leases(consumer)], [(long)ClaimTimeout.TotalMilliseconds, .. Pairs(group)]))!;
-            var expiresAt = DateTimeOffset.FromUnixTimeMilliseconds((long)reply[0]);
-            for (var i = 0; i < group.Count; i++)
+            foreach (var call in LuaScripts.Calls(group, CallSize, _ => 0))
             {
-                var index = group[i].Index;
-                results[index] = (long)reply[i + 1] == 1
-                    ? new ClaimResult(claims[index]!, ClaimOutcome.Extended) { ClaimExpiresAt = expiresAt }
-                    : Lost(claims[index]!, queue);
+                var reply = (RedisResult[])(await LuaScripts.Extend.RunAsync(
+                    db, [keys.Inflight(consumer), keys.Leases(consumer)], [(long)ClaimTimeout.TotalMilliseconds, .. Pairs(call)]))!;
+                var expiresAt = DateTimeOffset.FromUnixTimeMilliseconds((long)reply[0]);
+                for (var i = 0; i < call.Count; i++)
+                {
+                    var index = call[i].Index;
+                    results[index] = (long)reply[i + 1] == 1
+                        ? new ClaimResult(claims[index]!, ClaimOutcome.Extended) { ClaimExpiresAt = expiresAt }
+                        : Lost(claims[index]!, queue);
+                }
             }
         }
         return results;
@@ -453,6 +473,9 @@ public sealed class RuntimeClaims(
             return (0, 1, 0); // Unreadable: its one attempt is spent, so it goes to the dead set, visibly.
         }
     }
+
+    /// <summary>A retry or kill to send: its claim, the error bytes it passes, its script arguments.</summary>
+    private sealed record Completion((int Index, ClaimToken Token) Claim, int Bytes, RedisValue[] Args);
 
     private sealed record Claim(string RuntimeId, string? Token, QueueKeys Keys, string Consumer, int Max, long LeaseMs);
 }

@@ -6,14 +6,37 @@ using Conveyor.Tests.Infrastructure;
 
 namespace Conveyor.Tests.Runtimes;
 
-/// <summary>The client library against the real self-host: typed results, problems as exceptions, and which calls it retries.</summary>
-public sealed class ConveyorClientTests
+/// <summary>The client library on the self-app.</summary>
+public sealed class ConveyorClientOnSelfHost(ClaimsSelfHostApp app) : ConveyorClientTests(app), IClassFixture<ClaimsSelfHostApp>;
+
+#if !FUNCTIONS_STANDIN
+/// <summary>The client library on the real Functions worker.</summary>
+public sealed class ConveyorClientOnFunctions(ClaimsFunctionsApp app) : ConveyorClientTests(app), IClassFixture<ClaimsFunctionsApp>;
+#endif
+
+/// <summary>The client's retries when Redis times out, on the self-app.</summary>
+public sealed class ClientRedisTimeoutsOnSelfHost(RedisTimeoutsSelfHostApp app) : ClientRedisTimeoutTests(app), IClassFixture<RedisTimeoutsSelfHostApp>;
+
+#if !FUNCTIONS_STANDIN
+/// <summary>The client's retries when Redis times out, on the real Functions worker.</summary>
+public sealed class ClientRedisTimeoutsOnFunctions(RedisTimeoutsFunctionsApp app) : ClientRedisTimeoutTests(app), IClassFixture<RedisTimeoutsFunctionsApp>;
+#endif
+
+/// <summary>The client's retries when PostgreSQL is away, on the self-app.</summary>
+public sealed class ClientPostgresDownOnSelfHost(PostgresDownSelfHostApp app) : ClientPostgresDownTests(app), IClassFixture<PostgresDownSelfHostApp>;
+
+#if !FUNCTIONS_STANDIN
+/// <summary>The client's retries when PostgreSQL is away, on the real Functions worker.</summary>
+public sealed class ClientPostgresDownOnFunctions(PostgresDownFunctionsApp app) : ClientPostgresDownTests(app), IClassFixture<PostgresDownFunctionsApp>;
+#endif
+
+/// <summary>The client library against both hosts: typed results and problems as exceptions.</summary>
+public abstract class ConveyorClientTests(IRuntimeApp app)
 {
     [Fact]
     public async Task The_client_enqueues_looks_up_and_manages_dead_jobs_with_typed_results()
     {
-        await using var host = await RuntimeServer.StartAsync();
-        var client = host.Client;
+        var client = app.Client;
         var queue = TestRedis.UniqueQueue("client");
 
         var now = await client.EnqueueAsync(queue, NewJob.Of("work", new { n = 1 }) with { MaxAttempts = 4 });
@@ -32,7 +55,7 @@ public sealed class ConveyorClientTests
         Assert.Equal((2L, 2L, 0L), (stats.Ready, stats.Scheduled, stats.Dead));
         Assert.Contains(await client.ListQueuesAsync(), q => q.Queue == queue);
 
-        var runtime = await host.OnlineRuntimeAsync();
+        var runtime = await app.OnlineRuntimeAsync();
         var claimed = await client.ClaimAsync(runtime, queue, 2, TimeSpan.Zero);
         await client.FailAsync(runtime, [.. claimed.Jobs.Select(j => new ClaimFailure(j.Claim, "no", Retry: false))]);
         var dead = await client.ListDeadAsync(queue, page: 1, pageSize: 10);
@@ -49,20 +72,22 @@ public sealed class ConveyorClientTests
         Assert.Equal((HttpStatusCode.BadRequest, "urn:conveyor:problem:validation", "type"), (invalid.Status, invalid.Type, invalid.Field));
         Assert.Contains("type", invalid.Detail, StringComparison.Ordinal);
     }
+}
 
+/// <summary>The client against an app whose Redis calls time out after 300 ms: which calls it retries.</summary>
+public abstract class ClientRedisTimeoutTests(IRuntimeApp app)
+{
     [Fact]
     public async Task An_enqueue_answered_503_is_retried_with_the_same_id_and_a_claim_is_not_retried()
     {
-        await using var host = await RuntimeServer.StartAsync(redisOptions: ",asyncTimeout=300,syncTimeout=300");
         var queue = TestRedis.UniqueQueue("retry");
-        var runtime = await host.OnlineRuntimeAsync();
-        var recorder = new RecordingHandler();
-        using var http = new HttpClient(recorder) { BaseAddress = host.Http.BaseAddress };
-        http.DefaultRequestHeaders.Add("x-functions-key", SelfHostServer.Key);
+        var runtime = await app.OnlineRuntimeAsync();
+        var recorder = new RecordingHandler(app.Http);
+        using var http = new HttpClient(recorder) { BaseAddress = app.Http.BaseAddress };
         using var client = new ConveyorClient(http, new ConveyorClientOptions { MaxRetries = 1, RetryDelay = TimeSpan.FromMilliseconds(10) });
 
         // Each try times out on the server within about a second (StackExchange.Redis checks timeouts once a second).
-        await host.PauseRedisAsync(6000);
+        await app.PauseRedisAsync(6000);
         var claiming = Assert.ThrowsAsync<ConveyorProblemException>(() => client.ClaimAsync(runtime, queue, 1, TimeSpan.Zero));
         var enqueueing = Assert.ThrowsAsync<ConveyorProblemException>(() => client.EnqueueAsync(queue, NewJob.Of("work", 1)));
         var claim = await claiming;
@@ -92,20 +117,16 @@ public sealed class ConveyorClientTests
         var stats = await client.GetQueueAsync(queue);
         Assert.Equal(1, stats.Ready + stats.Running);
     }
+}
 
+/// <summary>The client against an app whose PostgreSQL does not answer: which calls it retries.</summary>
+public abstract class ClientPostgresDownTests(IRuntimeApp app)
+{
     [Fact]
     public async Task Calls_answered_503_by_postgres_are_retried_only_when_idempotent()
     {
-        await using var host = await RuntimeServer.StartAsync(new()
-        {
-            // Nothing listens there: every PostgreSQL call fails as unavailable.
-            ["Conveyor:Postgres:ConnectionString"] = "Host=127.0.0.1;Port=1;Database=none;Username=none;Timeout=2",
-            ["AzureWebJobs.HeartbeatFlush.Disabled"] = "true",
-            ["AzureWebJobs.StaleSweeper.Disabled"] = "true",
-        });
-        var recorder = new RecordingHandler();
-        using var http = new HttpClient(recorder) { BaseAddress = host.Http.BaseAddress };
-        http.DefaultRequestHeaders.Add("x-functions-key", SelfHostServer.Key);
+        var recorder = new RecordingHandler(app.Http);
+        using var http = new HttpClient(recorder) { BaseAddress = app.Http.BaseAddress };
         using var client = new ConveyorClient(http, new ConveyorClientOptions { MaxRetries = 2, RetryDelay = TimeSpan.FromMilliseconds(10) });
         var someone = new RuntimeCredentials(Guid.NewGuid(), "token");
 
@@ -120,20 +141,30 @@ public sealed class ConveyorClientTests
         Assert.Equal(3, recorder.Count(HttpMethod.Post, $"/api/runtimes/{someone.Id}/heartbeat"));
         Assert.Equal(1, recorder.Count(HttpMethod.Post, $"/api/runtimes/{someone.Id}/claims"));
     }
+}
 
-    /// <summary>The real socket handler, recording each request sent and the status it got.</summary>
-    private sealed class RecordingHandler() : DelegatingHandler(new SocketsHttpHandler())
+/// <summary>Sends every request through the app's own client (either host), recording each with the status it got.</summary>
+internal sealed class RecordingHandler(HttpClient app) : HttpMessageHandler
+{
+    public ConcurrentQueue<(HttpMethod Method, string Path, string Body, HttpStatusCode Status)> Sent { get; } = new();
+
+    public int Count(HttpMethod method, string path) => Sent.Count(s => s.Method == method && s.Path == path);
+
+    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
-        public ConcurrentQueue<(HttpMethod Method, string Path, string Body, HttpStatusCode Status)> Sent { get; } = new();
-
-        public int Count(HttpMethod method, string path) => Sent.Count(s => s.Method == method && s.Path == path);
-
-        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        var body = request.Content is null ? "" : await request.Content.ReadAsStringAsync(cancellationToken);
+        // A request goes out once: the app's client gets a copy.
+        using var copy = new HttpRequestMessage(request.Method, request.RequestUri);
+        if (request.Content is not null)
         {
-            var body = request.Content is null ? "" : await request.Content.ReadAsStringAsync(cancellationToken);
-            var response = await base.SendAsync(request, cancellationToken);
-            Sent.Enqueue((request.Method, request.RequestUri!.AbsolutePath, body, response.StatusCode));
-            return response;
+            copy.Content = new StringContent(body, request.Content.Headers.ContentType);
         }
+        foreach (var (name, values) in request.Headers)
+        {
+            copy.Headers.TryAddWithoutValidation(name, values);
+        }
+        var response = await app.SendAsync(copy, cancellationToken);
+        Sent.Enqueue((request.Method, request.RequestUri!.AbsolutePath, body, response.StatusCode));
+        return response;
     }
 }

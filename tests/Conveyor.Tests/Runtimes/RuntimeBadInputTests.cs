@@ -9,11 +9,11 @@ using StackExchange.Redis;
 
 namespace Conveyor.Tests.Runtimes;
 
-/// <summary>Bad input to the runtime routes gets a 4xx problem and changes nothing in Redis.</summary>
-public sealed class RuntimeBadInputTests
+/// <summary>Bad input to the runtime routes gets a 4xx problem and changes nothing in Redis (on both hosts).</summary>
+public abstract partial class RuntimeClaimsTests
 {
     /// <summary>(route after /api/runtimes/{id}/, body, status, problem type suffix, field or null).</summary>
-    private static readonly (string Route, string Body, HttpStatusCode Status, string Type, string? Field)[] Cases =
+    private static readonly (string Route, string Body, HttpStatusCode Status, string Type, string? Field)[] BadInputCases =
     [
         ("claims", """{"queue":"{q}","max":0}""", HttpStatusCode.BadRequest, "validation", "max"),
         ("claims", """{"queue":"{q}","max":1001}""", HttpStatusCode.BadRequest, "validation", "max"),
@@ -48,18 +48,17 @@ public sealed class RuntimeBadInputTests
     [Fact]
     public async Task Bad_claims_acks_fails_and_extends_get_a_4xx_problem_and_change_nothing()
     {
-        await using var host = await RuntimeServer.StartAsync();
         var queue = TestRedis.UniqueQueue("bad");
-        await host.Client.EnqueueBatchAsync(queue, [NewJob.Of("work", 1) with { Id = "held" }, NewJob.Of("work", 2) with { Id = "ready" }]);
-        var runtime = await host.OnlineRuntimeAsync();
-        var claim = Assert.Single((await host.Client.ClaimAsync(runtime, queue, 1, TimeSpan.Zero)).Jobs).Claim;
-        var before = await SnapshotAsync(host.Db, queue);
+        await app.Client.EnqueueBatchAsync(queue, [NewJob.Of("work", 1) with { Id = "held" }, NewJob.Of("work", 2) with { Id = "ready" }]);
+        var runtime = await app.OnlineRuntimeAsync();
+        var claim = Assert.Single((await app.Client.ClaimAsync(runtime, queue, 1, TimeSpan.Zero)).Jobs).Claim;
+        var before = await SnapshotAsync(app.Db, queue);
         var failures = new List<string>();
 
-        foreach (var (route, template, status, type, field) in Cases)
+        foreach (var (route, template, status, type, field) in BadInputCases)
         {
             var body = template.Replace("{CLAIM}", claim, StringComparison.Ordinal).Replace("{q}", queue, StringComparison.Ordinal);
-            using var response = await SendAsync(host, runtime, route, new StringContent(body, Encoding.UTF8, "application/json"));
+            using var response = await SendAsync(runtime, route, new StringContent(body, Encoding.UTF8, "application/json"));
             var problem = await ProblemAsync(response);
             var (gotType, gotField) = (problem.GetProperty("type").GetString(), problem.TryGetProperty("field", out var f) ? f.GetString() : null);
             if (response.StatusCode != status || gotType != "urn:conveyor:problem:" + type || gotField != field)
@@ -67,33 +66,33 @@ public sealed class RuntimeBadInputTests
                 failures.Add($"{route} {body}: {(int)response.StatusCode} {gotType} {gotField}, expected {(int)status} {type} {field}");
             }
         }
-        using (var wrongMedia = await SendAsync(host, runtime, "claims/ack", new StringContent(claim, Encoding.UTF8, "text/plain")))
+        using (var wrongMedia = await SendAsync(runtime, "claims/ack", new StringContent(claim, Encoding.UTF8, "text/plain")))
         {
             Assert.Equal(HttpStatusCode.UnsupportedMediaType, wrongMedia.StatusCode);
             Assert.Equal("urn:conveyor:problem:unsupported-media-type", (await ProblemAsync(wrongMedia)).GetProperty("type").GetString());
         }
-        using (var noBearer = await host.Http.PostAsync($"/api/runtimes/{runtime.Id}/claims/ack", SelfHostServer.Json($$"""{"claims":["{{claim}}"]}""")))
+        using (var noBearer = await app.Http.PostAsync($"/api/runtimes/{runtime.Id}/claims/ack", SelfHostServer.Json($$"""{"claims":["{{claim}}"]}""")))
         {
             Assert.Equal(HttpStatusCode.Unauthorized, noBearer.StatusCode);
         }
-        using (var badId = await SendAsync(host, runtime with { Id = Guid.Empty }, "claims", SelfHostServer.Json($$"""{"queue":"{{queue}}"}""")))
+        using (var badId = await SendAsync(runtime with { Id = Guid.Empty }, "claims", SelfHostServer.Json($$"""{"queue":"{{queue}}"}""")))
         {
             Assert.Equal(HttpStatusCode.NotFound, badId.StatusCode);
         }
-        using (var notUuid = await host.Http.SendAsync(Request("/api/runtimes/not-a-uuid/claims", runtime.Token, SelfHostServer.Json($$"""{"queue":"{{queue}}"}"""))))
+        using (var notUuid = await app.Http.SendAsync(BearerRequest("/api/runtimes/not-a-uuid/claims", runtime.Token, SelfHostServer.Json($$"""{"queue":"{{queue}}"}"""))))
         {
             Assert.Equal(HttpStatusCode.BadRequest, notUuid.StatusCode);
         }
 
         Assert.Empty(failures);
-        Assert.Equal(before, await SnapshotAsync(host.Db, queue));
-        Assert.Equal(ClaimOutcome.Acked, Assert.Single(await host.Client.AckAsync(runtime, [claim])).Outcome); // the claim still held
+        Assert.Equal(before, await SnapshotAsync(app.Db, queue));
+        Assert.Equal(ClaimOutcome.Acked, Assert.Single(await app.Client.AckAsync(runtime, [claim])).Outcome); // the claim still held
     }
 
-    private static Task<HttpResponseMessage> SendAsync(RuntimeServer host, RuntimeCredentials runtime, string route, HttpContent content) =>
-        host.Http.SendAsync(Request($"/api/runtimes/{runtime.Id}/{route}", runtime.Token, content));
+    private Task<HttpResponseMessage> SendAsync(RuntimeCredentials runtime, string route, HttpContent content) =>
+        app.Http.SendAsync(BearerRequest($"/api/runtimes/{runtime.Id}/{route}", runtime.Token, content));
 
-    private static HttpRequestMessage Request(string path, string token, HttpContent content)
+    private static HttpRequestMessage BearerRequest(string path, string token, HttpContent content)
     {
         var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = content };
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);

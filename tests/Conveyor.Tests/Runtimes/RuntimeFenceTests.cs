@@ -7,8 +7,9 @@ using Microsoft.Extensions.Options;
 namespace Conveyor.Tests.Runtimes;
 
 /// <summary>
-/// The custodian checks presence ({presence} slot, PostgreSQL) and gives claims back ({q} slot) in separate steps; these
-/// tests hold a pass between the two and change the runtime's presence there.
+/// The engine's side of runtime claims, without HTTP. The custodian checks presence ({presence} slot, PostgreSQL) and
+/// gives claims back ({q} slot) in separate steps; these tests hold a pass between the two and change the runtime's
+/// presence there. And settling many claims at once makes script calls bounded as a processor's are.
 /// </summary>
 public sealed class RuntimeFenceTests
 {
@@ -75,6 +76,36 @@ public sealed class RuntimeFenceTests
     }
 
     [Fact]
+    public async Task Acks_and_fails_of_many_claims_are_cut_into_script_calls_by_the_bytes_they_free_or_pass()
+    {
+        await using var engine = await RuntimeEngine.StartAsync();
+        var queue = TestRedis.UniqueQueue("bounds");
+        var runtime = await engine.OnlineRuntimeAsync();
+        var large = "\"" + new string('x', 200_000) + "\"";
+        await engine.Host.Producer.EnqueueBatchAsync(queue, [.. Enumerable.Range(0, 3).Select(i => new JobRequest("work", large) { Id = $"large-{i}" })]);
+        await engine.Host.Producer.EnqueueBatchAsync(queue, [.. Enumerable.Range(0, 100).Select(i => new JobRequest("work", "1") { Id = $"small-{i}" })]);
+        var claimed = await engine.Claims.ClaimAsync(runtime.Id.ToString(), runtime.Token, queue, 1000, TimeSpan.Zero);
+        Assert.Equal(103, claimed.Count);
+        var (largeClaims, smallClaims) = (claimed.Take(3).Select(j => j.Claim).ToList(), claimed.Skip(3).Select(j => j.Claim).ToList());
+
+        var scripts = await engine.ScriptCallsAsync();
+        var acked = await engine.Claims.AckAsync(runtime.Id.ToString(), runtime.Token, [.. largeClaims]);
+        var ackCalls = await engine.ScriptCallsAsync() - scripts;
+        var failed = await engine.Claims.FailAsync(
+            runtime.Id.ToString(), runtime.Token, [.. smallClaims.Select(c => new ClaimFailure(c, new string('e', RuntimeClaims.MaxErrorLength)))]);
+        var failCalls = await engine.ScriptCallsAsync() - scripts - ackCalls;
+
+        // 200 kB freed per ack: one per call within 256 KiB. 4 KiB of error text per failure: 64 per call.
+        Assert.Equal((3L, 2L), (ackCalls, failCalls));
+        Assert.All(acked, r => Assert.Equal(ClaimOutcome.Acked, r.Outcome));
+        Assert.All(failed, r => Assert.Equal(ClaimOutcome.Retried, r.Outcome));
+        Assert.Equal(largeClaims.Concat(smallClaims), acked.Concat(failed).Select(r => r.Claim));
+        var stats = await engine.Host.Admin.GetStatsAsync(queue);
+        Assert.Equal((0L, 100L), (stats.Running, stats.Scheduled));
+        Assert.Equal(new string('e', RuntimeClaims.MaxErrorLength), (await engine.Host.Admin.GetJobAsync(queue, "small-99"))!.LastError);
+    }
+
+    [Fact]
     public async Task Runtime_options_out_of_bounds_stop_the_host_at_start_up()
     {
         foreach (var (key, value) in new[]
@@ -126,6 +157,16 @@ internal sealed class RuntimeEngine : IAsyncDisposable
         var runtime = await Registry.RegisterAsync("runtime");
         Assert.True((await Heartbeats.BeatAsync(runtime.Id.ToString(), runtime.Token)).FlippedOnline);
         return runtime;
+    }
+
+    /// <summary>Script calls (EVAL and EVALSHA) the engine's Redis has run so far.</summary>
+    public async Task<long> ScriptCallsAsync()
+    {
+        await using var admin = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(_redis.Endpoint + ",allowAdmin=true");
+        var info = (string?)await admin.GetDatabase().ExecuteAsync("INFO", "commandstats") ?? "";
+        return info.Split('\n')
+            .Where(l => l.StartsWith("cmdstat_eval:", StringComparison.Ordinal) || l.StartsWith("cmdstat_evalsha:", StringComparison.Ordinal))
+            .Sum(l => long.Parse(l.Split("calls=")[1].Split(',')[0], System.Globalization.CultureInfo.InvariantCulture));
     }
 
     /// <summary>What a sweep does to a stale runtime: out of the online set, then offline in PostgreSQL.</summary>
