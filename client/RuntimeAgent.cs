@@ -35,6 +35,14 @@ public sealed class RuntimeAgentOptions
     public int MaxPerClaim { get; set; } = 100;
 
     /// <summary>
+    /// Claims each queue keeps in flight at once, waiting ones included. Default: 1. Bounds: 1 to 16. With one, the next
+    /// claim leaves only once the last one answered, so a queue yields at most <see cref="MaxPerClaim"/> jobs per round
+    /// trip; raise it (with <see cref="Concurrency"/> at least this times <see cref="MaxPerClaim"/>) when the round trip,
+    /// not the jobs, bounds throughput. Each waiting claim holds one HTTP request open.
+    /// </summary>
+    public int ClaimsInFlight { get; set; } = 1;
+
+    /// <summary>
     /// How long one claim waits for a job (a long poll). Default: 20 s. At most the server's
     /// <c>Conveyor:Runtimes:MaxClaimWait</c>, and keep it below the HttpClient's <c>Timeout</c> (100 s by default).
     /// </summary>
@@ -49,9 +57,10 @@ public sealed class PermanentJobFailureException(string message, Exception? inne
 
 /// <summary>
 /// A remote runtime in a .NET process: registers (or reuses stored credentials), beats at the interval the server
-/// answers, claims jobs with bounded concurrency (long polls, one loop per queue), runs a delegate per job, acks what
-/// returns and fails what throws (retried with backoff; <see cref="PermanentJobFailureException"/>: dead now), extends
-/// the claims of running jobs, and stops gracefully: no more claims, running jobs get
+/// answers, claims jobs with bounded concurrency (long polls, <see cref="RuntimeAgentOptions.ClaimsInFlight"/> per
+/// queue), runs a delegate per job, acks what returns and fails what throws (retried with backoff;
+/// <see cref="PermanentJobFailureException"/>: dead now), extends the claims of running jobs, and stops gracefully: no
+/// more claims, running jobs get
 /// <see cref="RuntimeAgentOptions.ShutdownGrace"/>, then their token is cancelled and they count as failed.
 /// Delivery is at least once: a job can run again (after a crash, an expired claim, or this runtime going offline),
 /// so make its effect idempotent with <see cref="ClaimedJob.Id"/>.
@@ -85,6 +94,8 @@ public sealed class RuntimeAgent : IDisposable
         ArgumentOutOfRangeException.ThrowIfGreaterThan(options.Concurrency, 1000);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxPerClaim, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(options.MaxPerClaim, 1000);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.ClaimsInFlight, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.ClaimsInFlight, 16);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.ClaimWait, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.ShutdownGrace, TimeSpan.Zero);
         if (options.Queues.Count == 0)
@@ -124,7 +135,8 @@ public sealed class RuntimeAgent : IDisposable
         var settling = SettleLoopAsync(credentials);
         try
         {
-            await Task.WhenAll(_options.Queues.Select(queue => ClaimLoopAsync(credentials, queue, fatal, stopClaiming, stopJobs.Token)));
+            await Task.WhenAll(_options.Queues.SelectMany(queue => Enumerable.Range(0, _options.ClaimsInFlight)
+                .Select(_ => ClaimLoopAsync(credentials, queue, fatal, stopClaiming, stopJobs.Token))));
         }
         finally
         {

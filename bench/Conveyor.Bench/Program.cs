@@ -6,7 +6,7 @@ if (args.Length == 0)
 {
     Console.Error.WriteLine("usage: Conveyor.Bench queue --redis host:port --jobs N --concurrency C [--prefetch P]");
     Console.Error.WriteLine("       Conveyor.Bench heartbeats --redis host:port --postgres \"<connection string>\" --runtimes R");
-    Console.Error.WriteLine("       Conveyor.Bench runtimes --redis host:port --postgres \"<connection string>\" --jobs N --agents R");
+    Console.Error.WriteLine("       Conveyor.Bench runtimes --redis host:port --postgres \"<connection string>\" --jobs N --agents R [--in-flight F]");
     return 2;
 }
 var options = new BenchArgs(args[1..]);

@@ -41,6 +41,7 @@ internal static class RuntimeBench
         var jobs = args.Int("jobs", 100_000);
         var jobsMax1 = args.Int("jobs-max1", 20_000);
         var agents = args.Int("agents", 4);
+        var inFlight = args.Int("in-flight", 1);
         var pickups = args.Int("pickups", 500);
         var recoveryJobs = args.Int("recovery-jobs", 20);
         var loadBefore = LoadAverage();
@@ -66,11 +67,11 @@ internal static class RuntimeBench
         using var loggers = LoggerFactory.Create(logging => logging.AddConsole().SetMinimumLevel(LogLevel.Warning));
         try
         {
-            await DrainAsync(client, loggers, 2_000, agents, maxPerClaim: 100, concurrency: 200); // warm-up: JIT, connections, scripts
-            Console.Error.WriteLine($"drain {jobs} jobs with {agents} agents, claims of at most 100");
-            var max100 = await DrainAsync(client, loggers, jobs, agents, maxPerClaim: 100, concurrency: 200);
-            Console.Error.WriteLine($"drain {jobsMax1} jobs with {agents} agents, claims of 1");
-            var max1 = await DrainAsync(client, loggers, jobsMax1, agents, maxPerClaim: 1, concurrency: 16);
+            await DrainAsync(client, loggers, 2_000, agents, maxPerClaim: 100, inFlight); // warm-up: JIT, connections, scripts
+            Console.Error.WriteLine($"drain {jobs} jobs with {agents} agents, claims of at most 100, {inFlight} in flight per agent");
+            var max100 = await DrainAsync(client, loggers, jobs, agents, maxPerClaim: 100, inFlight);
+            Console.Error.WriteLine($"drain {jobsMax1} jobs with {agents} agents, claims of 1, {inFlight} in flight per agent");
+            var max1 = await DrainAsync(client, loggers, jobsMax1, agents, maxPerClaim: 1, inFlight);
             Console.Error.WriteLine($"idle pickup, {pickups} samples");
             var (p50, p99) = await PickupAsync(client, loggers, pickups);
             Console.Error.WriteLine($"recovery of {recoveryJobs} jobs from a runtime that stops beating");
@@ -79,6 +80,7 @@ internal static class RuntimeBench
             {
                 ["mode"] = "runtimes",
                 ["agents"] = agents,
+                ["claimsInFlight"] = inFlight,
                 ["jobs"] = jobs,
                 ["jobsPerSecMax100"] = Math.Round(max100),
                 ["jobsMax1"] = jobsMax1,
@@ -101,8 +103,12 @@ internal static class RuntimeBench
         return 0;
     }
 
-    /// <summary>Enqueues <paramref name="count"/> jobs (batches of 1,000 over HTTP), then times R agents draining them: jobs per second.</summary>
-    private static async Task<double> DrainAsync(ConveyorClient client, ILoggerFactory loggers, int count, int agents, int maxPerClaim, int concurrency)
+    /// <summary>
+    /// Enqueues <paramref name="count"/> jobs (batches of 1,000 over HTTP), then times R agents draining them, each with
+    /// <paramref name="inFlight"/> claims in flight and room for twice what they bring (a claim goes out while the jobs
+    /// of the last one are acked): jobs per second.
+    /// </summary>
+    private static async Task<double> DrainAsync(ConveyorClient client, ILoggerFactory loggers, int count, int agents, int maxPerClaim, int inFlight)
     {
         var queue = "bench-" + Guid.NewGuid().ToString("N")[..8];
         var next = -1;
@@ -121,7 +127,15 @@ internal static class RuntimeBench
         {
             using var agent = new RuntimeAgent(
                 client,
-                new RuntimeAgentOptions { Name = $"bench-{i}", Queues = [queue], Concurrency = concurrency, MaxPerClaim = maxPerClaim, ClaimWait = TimeSpan.FromSeconds(1) },
+                new RuntimeAgentOptions
+                {
+                    Name = $"bench-{i}",
+                    Queues = [queue],
+                    Concurrency = 2 * inFlight * maxPerClaim,
+                    MaxPerClaim = maxPerClaim,
+                    ClaimsInFlight = inFlight,
+                    ClaimWait = TimeSpan.FromSeconds(1),
+                },
                 (_, _) => Task.CompletedTask,
                 loggers.CreateLogger<RuntimeAgent>());
             await agent.RunAsync(stop.Token);

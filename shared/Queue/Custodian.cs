@@ -15,7 +15,7 @@ public sealed record CustodianResult(int DeadConsumers, long Requeued, long Kill
     /// <summary>Queues whose maintenance failed in this pass (logged; the others were still visited).</summary>
     public int FailedQueues { get; init; }
 
-    /// <summary>Runtimes (one per queue they held claims in) found offline or deleted, whose claims went back.</summary>
+    /// <summary>Runtimes found offline or deleted whose claims went back (counted once per queue they held claims in).</summary>
     public int OfflineRuntimes { get; init; }
 
     /// <summary>Claims of runtimes given back because their lease (<see cref="RuntimeOptions.ClaimTimeout"/>) expired.</summary>
@@ -206,7 +206,8 @@ public sealed class Custodian(
                 var why = presence.ContainsKey(runtime) ? "went offline" : "was deleted";
                 var (requeued, killed) = await ReleaseAsync(
                     db, keys, consumer, look.Fence, $"runtime {runtime} {why} while it held this job", cancellationToken);
-                total.OfflineRuntimes++;
+                // A runtime that held nothing here any more only leaves the queue's consumers: nothing to report.
+                total.OfflineRuntimes += requeued + killed > 0 ? 1 : 0;
                 total.Requeued += requeued;
                 total.Killed += killed;
             }

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Net;
 using System.Text.Json;
 using Conveyor.Client;
@@ -140,31 +139,5 @@ public abstract class ClientPostgresDownTests(IRuntimeApp app)
         Assert.Equal(3, recorder.Count(HttpMethod.Get, $"/api/runtimes/{someone.Id}"));
         Assert.Equal(3, recorder.Count(HttpMethod.Post, $"/api/runtimes/{someone.Id}/heartbeat"));
         Assert.Equal(1, recorder.Count(HttpMethod.Post, $"/api/runtimes/{someone.Id}/claims"));
-    }
-}
-
-/// <summary>Sends every request through the app's own client (either host), recording each with the status it got.</summary>
-internal sealed class RecordingHandler(HttpClient app) : HttpMessageHandler
-{
-    public ConcurrentQueue<(HttpMethod Method, string Path, string Body, HttpStatusCode Status)> Sent { get; } = new();
-
-    public int Count(HttpMethod method, string path) => Sent.Count(s => s.Method == method && s.Path == path);
-
-    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
-    {
-        var body = request.Content is null ? "" : await request.Content.ReadAsStringAsync(cancellationToken);
-        // A request goes out once: the app's client gets a copy.
-        using var copy = new HttpRequestMessage(request.Method, request.RequestUri);
-        if (request.Content is not null)
-        {
-            copy.Content = new StringContent(body, request.Content.Headers.ContentType);
-        }
-        foreach (var (name, values) in request.Headers)
-        {
-            copy.Headers.TryAddWithoutValidation(name, values);
-        }
-        var response = await app.SendAsync(copy, cancellationToken);
-        Sent.Enqueue((request.Method, request.RequestUri!.AbsolutePath, body, response.StatusCode));
-        return response;
     }
 }

@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Net;
 using Conveyor.Client;
 using Conveyor.Tests.Infrastructure;
 using StackExchange.Redis;
@@ -206,3 +208,46 @@ public sealed class RedisTimeoutsFunctionsApp() : RuntimeFunctionsApp(new Dictio
 public sealed class PostgresDownSelfHostApp() : RuntimeSelfHostApp(RuntimeSettings.PostgresDown);
 
 public sealed class PostgresDownFunctionsApp() : RuntimeFunctionsApp(RuntimeSettings.PostgresDown);
+
+/// <summary>
+/// Sends every request through the app's own client (either host), recording each with the status it got, and how many
+/// were in flight at once per path.
+/// </summary>
+internal sealed class RecordingHandler(HttpClient app) : HttpMessageHandler
+{
+    private readonly ConcurrentDictionary<string, (int Now, int Most)> _inFlight = new(StringComparer.Ordinal);
+
+    public ConcurrentQueue<(HttpMethod Method, string Path, string Body, HttpStatusCode Status)> Sent { get; } = new();
+
+    public int Count(HttpMethod method, string path) => Sent.Count(s => s.Method == method && s.Path == path);
+
+    /// <summary>The most requests to <paramref name="path"/> that were in flight at once.</summary>
+    public int MostInFlight(string path) => _inFlight.TryGetValue(path, out var count) ? count.Most : 0;
+
+    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        var body = request.Content is null ? "" : await request.Content.ReadAsStringAsync(cancellationToken);
+        // A request goes out once: the app's client gets a copy.
+        using var copy = new HttpRequestMessage(request.Method, request.RequestUri);
+        if (request.Content is not null)
+        {
+            copy.Content = new StringContent(body, request.Content.Headers.ContentType);
+        }
+        foreach (var (name, values) in request.Headers)
+        {
+            copy.Headers.TryAddWithoutValidation(name, values);
+        }
+        var path = request.RequestUri!.AbsolutePath;
+        _inFlight.AddOrUpdate(path, (1, 1), (_, count) => (count.Now + 1, Math.Max(count.Most, count.Now + 1)));
+        try
+        {
+            var response = await app.SendAsync(copy, cancellationToken);
+            Sent.Enqueue((request.Method, path, body, response.StatusCode));
+            return response;
+        }
+        finally
+        {
+            _inFlight.AddOrUpdate(path, (0, 0), (_, count) => (count.Now - 1, count.Most));
+        }
+    }
+}

@@ -255,6 +255,37 @@ public abstract partial class RuntimeClaimsTests(IRuntimeApp app, ITestOutputHel
         Assert.Null(await client.GetJobAsync(queue, "running"));
         Assert.Equal(JobState.Ready, (await client.GetJobAsync(queue, "after-stop"))!.State);
     }
+
+    [Fact]
+    public async Task An_agent_keeps_its_claims_in_flight_per_queue_and_runs_each_job_once()
+    {
+        var queue = TestRedis.UniqueQueue("rt");
+        var recorder = new RecordingHandler(app.Http);
+        using var http = new HttpClient(recorder) { BaseAddress = app.Http.BaseAddress };
+        using var client = new ConveyorClient(http);
+        var runs = new ConcurrentQueue<string>();
+        using var agent = new RuntimeAgent(
+            client,
+            new RuntimeAgentOptions { Name = "pipelined", Queues = [queue], Concurrency = 6, MaxPerClaim = 2, ClaimsInFlight = 3, ClaimWait = TimeSpan.FromSeconds(30) },
+            (job, _) =>
+            {
+                runs.Enqueue(job.Id);
+                return Task.CompletedTask;
+            });
+        using var stop = new CancellationTokenSource();
+        var running = agent.RunAsync(stop.Token);
+        await Wait.UntilAsync(() => agent.Credentials is not null, "the agent registered");
+        var claims = $"/api/runtimes/{agent.Credentials!.Id}/claims";
+        await Wait.UntilAsync(() => recorder.MostInFlight(claims) == 3, "three claims wait on the idle queue at once");
+
+        await client.EnqueueBatchAsync(queue, [.. Enumerable.Range(0, 30).Select(i => NewJob.Of("work", i) with { Id = $"job-{i}" })]);
+        await Wait.UntilAsync(async () => await client.GetQueueAsync(queue) is { Ready: 0, Running: 0 }, "every job ran and was acked");
+
+        Assert.Equal(Enumerable.Range(0, 30).Select(i => $"job-{i}").Order(), runs.Order());
+        Assert.Equal(3, recorder.MostInFlight(claims));
+        await stop.CancelAsync();
+        await running;
+    }
 }
 
 /// <summary>Claims that expire (<c>Conveyor:Runtimes:ClaimTimeout</c> 2 s) unless extended, on both hosts.</summary>
