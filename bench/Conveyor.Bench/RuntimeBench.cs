@@ -10,6 +10,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using RedisServer = StackExchange.Redis.IServer;
 
 namespace Conveyor.Bench;
 
@@ -65,13 +66,15 @@ internal static class RuntimeBench
         var address = new Uri(app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.First());
         using var client = new ConveyorClient(address, Key);
         using var loggers = LoggerFactory.Create(logging => logging.AddConsole().SetMinimumLevel(LogLevel.Warning));
+        await using var admin = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(redis + ",allowAdmin=true");
+        var redisServer = admin.GetServer(admin.GetEndPoints()[0]);
         try
         {
-            await DrainAsync(client, loggers, 2_000, agents, maxPerClaim: 100, inFlight); // warm-up: JIT, connections, scripts
+            await DrainAsync(client, loggers, redisServer, 2_000, agents, maxPerClaim: 100, inFlight); // warm-up: JIT, connections, scripts
             Console.Error.WriteLine($"drain {jobs} jobs with {agents} agents, claims of at most 100, {inFlight} in flight per agent");
-            var max100 = await DrainAsync(client, loggers, jobs, agents, maxPerClaim: 100, inFlight);
+            var max100 = await DrainAsync(client, loggers, redisServer, jobs, agents, maxPerClaim: 100, inFlight);
             Console.Error.WriteLine($"drain {jobsMax1} jobs with {agents} agents, claims of 1, {inFlight} in flight per agent");
-            var max1 = await DrainAsync(client, loggers, jobsMax1, agents, maxPerClaim: 1, inFlight);
+            var max1 = await DrainAsync(client, loggers, redisServer, jobsMax1, agents, maxPerClaim: 1, inFlight);
             Console.Error.WriteLine($"idle pickup, {pickups} samples");
             var (p50, p99) = await PickupAsync(client, loggers, pickups);
             Console.Error.WriteLine($"recovery of {recoveryJobs} jobs from a runtime that stops beating");
@@ -82,9 +85,12 @@ internal static class RuntimeBench
                 ["agents"] = agents,
                 ["claimsInFlight"] = inFlight,
                 ["jobs"] = jobs,
-                ["jobsPerSecMax100"] = Math.Round(max100),
+                ["jobsPerSecMax100"] = Math.Round(max100.JobsPerSec),
+                // CPU per job while draining, whatever else the machine runs: this process (server and agents) and Redis.
+                ["cpuUsPerJobMax100"] = max100.CpuUsPerJob,
                 ["jobsMax1"] = jobsMax1,
-                ["jobsPerSecMax1"] = Math.Round(max1),
+                ["jobsPerSecMax1"] = Math.Round(max1.JobsPerSec),
+                ["cpuUsPerJobMax1"] = max1.CpuUsPerJob,
                 ["pickupP50Ms"] = Math.Round(p50, 3),
                 ["pickupP99Ms"] = Math.Round(p99, 3),
                 ["recoverySec"] = Math.Round(recovery, 2),
@@ -106,9 +112,10 @@ internal static class RuntimeBench
     /// <summary>
     /// Enqueues <paramref name="count"/> jobs (batches of 1,000 over HTTP), then times R agents draining them, each with
     /// <paramref name="inFlight"/> claims in flight and room for twice what they bring (a claim goes out while the jobs
-    /// of the last one are acked): jobs per second.
+    /// of the last one are acked): jobs per second, and the CPU time per job of this process and of Redis (µs).
     /// </summary>
-    private static async Task<double> DrainAsync(ConveyorClient client, ILoggerFactory loggers, int count, int agents, int maxPerClaim, int inFlight)
+    private static async Task<(double JobsPerSec, Dictionary<string, double> CpuUsPerJob)> DrainAsync(
+        ConveyorClient client, ILoggerFactory loggers, RedisServer redis, int count, int agents, int maxPerClaim, int inFlight)
     {
         var queue = "bench-" + Guid.NewGuid().ToString("N")[..8];
         var next = -1;
@@ -122,6 +129,7 @@ internal static class RuntimeBench
             }
         }));
         using var stop = new CancellationTokenSource();
+        var cpuBefore = await CpuTimes.ReadAsync(redis);
         var clock = Stopwatch.StartNew();
         var running = Enumerable.Range(0, agents).Select(async i =>
         {
@@ -151,9 +159,14 @@ internal static class RuntimeBench
             await Task.Delay(20);
         }
         var seconds = clock.Elapsed.TotalSeconds;
+        var cpu = await CpuTimes.ReadAsync(redis) - cpuBefore;
         await stop.CancelAsync();
         await Task.WhenAll(running);
-        return count / seconds;
+        return (count / seconds, new()
+        {
+            ["bench"] = Math.Round(cpu.Bench * 1e6 / count, 1),
+            ["redis"] = Math.Round(cpu.Redis * 1e6 / count, 1),
+        });
     }
 
     /// <summary>One idle agent; each sample enqueues one job and times the call's start to the delegate's start.</summary>
