@@ -60,16 +60,25 @@ public sealed class RuntimeBackplane(IReadOnlyDictionary<string, string?> settin
 
     public ConveyorClient Client => _client ?? throw new InvalidOperationException("the app has not started");
 
-    /// <summary>Starts the Redis; <c>redisOptions</c> are appended to the host's connection string (<c>,asyncTimeout=300</c>).</summary>
-    public async Task StartRedisAsync()
+    /// <summary>
+    /// Starts the Redis (<c>redisOptions</c> are appended to the host's connection string: <c>,asyncTimeout=300</c>), then
+    /// the host (<paramref name="startHost"/>), then the client over the host's <paramref name="http"/>.
+    /// </summary>
+    public async Task StartAsync(Func<Task> startHost, Func<HttpClient> http)
     {
         _redis = await TestRedis.StartDedicatedAsync();
         _multiplexer = await ConnectionMultiplexer.ConnectAsync(_redis.Endpoint + ",allowAdmin=true");
         Settings["Conveyor:Redis:ConnectionString"] = _redis.Endpoint + redisOptions;
+        await startHost();
+        _client = new ConveyorClient(http(), new ConveyorClientOptions { RetryDelay = TimeSpan.FromMilliseconds(20) });
     }
 
-    public void Connect(HttpClient http) =>
-        _client = new ConveyorClient(http, new ConveyorClientOptions { RetryDelay = TimeSpan.FromMilliseconds(20) });
+    /// <summary>Stops the host (<paramref name="stopHost"/>), then the Redis.</summary>
+    public async Task StopAsync(Func<Task> stopHost)
+    {
+        await stopHost();
+        await DisposeAsync();
+    }
 
     public Task PauseAsync(int milliseconds) =>
         _multiplexer!.GetServer(_redis!.Endpoint).ExecuteAsync("CLIENT", "PAUSE", milliseconds.ToString(System.Globalization.CultureInfo.InvariantCulture), "ALL");
@@ -150,18 +159,9 @@ public abstract class RuntimeSelfHostApp : SelfHostApp, IRuntimeApp
 
     protected override bool PresenceTimers => true;
 
-    public override async Task InitializeAsync()
-    {
-        await Backplane.StartRedisAsync();
-        await base.InitializeAsync();
-        Backplane.Connect(Client);
-    }
+    public override Task InitializeAsync() => Backplane.StartAsync(base.InitializeAsync, () => Client);
 
-    public override async Task DisposeAsync()
-    {
-        await base.DisposeAsync();
-        await Backplane.DisposeAsync();
-    }
+    public override Task DisposeAsync() => Backplane.StopAsync(base.DisposeAsync);
 }
 
 /// <summary>The real Functions worker as a runtime app (timers on their schedules).</summary>
@@ -179,18 +179,9 @@ public abstract class RuntimeFunctionsApp : FunctionsWorkerApp, IRuntimeApp
 
     protected override bool PresenceTimers => true;
 
-    public override async Task InitializeAsync()
-    {
-        await Backplane.StartRedisAsync();
-        await base.InitializeAsync();
-        Backplane.Connect(Client);
-    }
+    public override Task InitializeAsync() => Backplane.StartAsync(base.InitializeAsync, () => Client);
 
-    public override async Task DisposeAsync()
-    {
-        await base.DisposeAsync();
-        await Backplane.DisposeAsync();
-    }
+    public override Task DisposeAsync() => Backplane.StopAsync(base.DisposeAsync);
 }
 
 public sealed class ClaimsSelfHostApp() : RuntimeSelfHostApp(RuntimeSettings.PubSubOnly);
