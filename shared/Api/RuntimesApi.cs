@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization.Metadata;
 using Conveyor.Presence;
 using Conveyor.Queue;
@@ -7,31 +8,75 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Options;
+using Microsoft.OpenApi;
 
 namespace Conveyor.Api;
 
 /// <summary>Worker runtimes over HTTP: registry, heartbeats, and claiming jobs. The Functions app calls the same handlers.</summary>
 public static class RuntimesApi
 {
+    /// <summary>Runtimes per page of <c>GET /api/runtimes</c> when the request names no <c>pageSize</c>.</summary>
+    private const int DefaultPageSize = 100;
+
     public static IEndpointRouteBuilder MapRuntimesApi(this IEndpointRouteBuilder app)
     {
-        var api = app.MapGroup("/api/runtimes").WithTags("Runtimes")
-            .ProducesProblem(StatusCodes.Status400BadRequest)
-            .ProducesProblem(StatusCodes.Status401Unauthorized)
-            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
-        api.MapPost("", RegisterAsync).WithName("RegisterRuntime").WithJsonBody<RegisterRuntimeRequest>().ProducesBodyProblems();
-        api.MapGet("", ListAsync).WithName("ListRuntimes");
-        api.MapGet("/{id}", GetAsync).WithName("GetRuntime").ProducesProblem(StatusCodes.Status404NotFound);
-        api.MapDelete("/{id}", DeleteAsync).WithName("DeleteRuntime").ProducesProblem(StatusCodes.Status404NotFound);
-        api.MapPost("/{id}/heartbeat", HeartbeatAsync).WithName("RuntimeHeartbeat").ProducesProblem(StatusCodes.Status404NotFound);
-        api.MapPost("/{id}/claims", ClaimAsync).WithName("ClaimJobs").WithJsonBody<ClaimJobsRequest>().ProducesBodyProblems()
-            .ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
-        api.MapPost("/{id}/claims/ack", AckAsync).WithName("AckClaims").WithJsonBody<ClaimsRequest>().ProducesBodyProblems()
-            .ProducesProblem(StatusCodes.Status404NotFound);
-        api.MapPost("/{id}/claims/fail", FailAsync).WithName("FailClaims").WithJsonBody<FailClaimsRequest>().ProducesBodyProblems()
-            .ProducesProblem(StatusCodes.Status404NotFound);
-        api.MapPost("/{id}/claims/extend", ExtendAsync).WithName("ExtendClaims").WithJsonBody<ClaimsRequest>().ProducesBodyProblems()
-            .ProducesProblem(StatusCodes.Status404NotFound);
+        var api = app.MapGroup("/api/runtimes").WithTags(OpenApiContract.RuntimesTag)
+            .Answers(Problems.Catalog.Validation, Problems.Catalog.Unavailable, Problems.Catalog.Internal);
+        api.MapPost("", RegisterAsync).WithName("RegisterRuntime").WithJsonBody<RegisterRuntimeRequest>()
+            .WithSummary("Register a runtime")
+            .WithDescription("201 with the runtime's id and its secret token, and its `Location`. The token is shown only here: its heartbeats present it.");
+        api.MapGet("", ListAsync).WithName("ListRuntimes")
+            .WithQueryParameter("status", "Only the runtimes with this status.", new() { Type = JsonSchemaType.String, Enum = [JsonValue.Create("online"), JsonValue.Create("offline")] })
+            .WithQueryParameter("pageSize", "Runtimes per page.", OpenApiExtensions.Integer(1, RuntimeRegistry.MaxPageSize, DefaultPageSize))
+            .WithQueryParameter("page", "The `next` of the previous page; none for the first page.", new() { Type = JsonSchemaType.String, Format = "uuid" })
+            .WithSummary("List runtimes in id order, a page at a time");
+        api.MapGet("/{id}", GetAsync).WithName("GetRuntime").Answers(Problems.Catalog.NotFound)
+            .WithSummary("Get a runtime");
+        api.MapDelete("/{id}", DeleteAsync).WithName("DeleteRuntime").Answers(Problems.Catalog.NotFound)
+            .WithSummary("Delete a runtime");
+        api.MapPost("/{id}/heartbeat", HeartbeatAsync).WithName("RuntimeHeartbeat").RequiresRuntimeToken().Answers(Problems.Catalog.NotFound)
+            .WithSummary("Beat for a runtime")
+            .WithDescription("""
+                Needs the key and the runtime's token as `Authorization: Bearer <token>`. 202 when the beat was buffered in Redis,
+                200 when it was written at once (it brought the runtime back online). `beatIntervalSeconds` says when to beat next.
+                401 when the `Authorization` header is missing, is not one `Bearer <token>`, or holds a wrong token (`detail` says which).
+                """);
+        api.MapPost("/{id}/claims", ClaimAsync).WithName("ClaimJobs").WithJsonBody<ClaimJobsRequest>().RequiresRuntimeToken()
+            .Answers(Problems.Catalog.NotFound, Problems.Catalog.RuntimeOffline)
+            .WithSummary("Claim jobs for a runtime (a long poll)")
+            .WithDescription("""
+                Needs the key and the runtime's token as `Authorization: Bearer <token>`, and an online runtime (409
+                `runtime-offline` until it beats). Claims up to `max` (1–1000, default 1) ready jobs of `queue`, at most 8 MiB of
+                payloads (one job always). With none ready it waits up to `waitSeconds` (default 0; at most
+                `Conveyor:Runtimes:MaxClaimWait`, 60 s by default and never above 200 s, inside the 230 s at which Azure Functions
+                cuts a request) and answers as soon as a job becomes ready, or with no jobs at the deadline. A claim does not count
+                as a beat. Ack, fail or extend each job with its `claim`; a claim not settled or extended within `claimTimeoutSeconds`
+                goes back to the queue, as do all of a runtime's claims once it goes offline or is deleted.
+                """);
+        api.MapPost("/{id}/claims/ack", AckAsync).WithName("AckClaims").WithJsonBody<ClaimsRequest>().RequiresRuntimeToken()
+            .Answers(Problems.Catalog.NotFound)
+            .WithSummary("Ack claimed jobs: they are done")
+            .WithDescription("""
+                1–1000 claims, each once. Per claim, in request order: `acked` (the job left the queue), or `lost` when the runtime
+                no longer holds the claim (it expired, the runtime was taken offline, or it was settled already): nothing changed
+                for it, and the rest of the batch is still settled.
+                """);
+        api.MapPost("/{id}/claims/fail", FailAsync).WithName("FailClaims").WithJsonBody<FailClaimsRequest>().RequiresRuntimeToken()
+            .Answers(Problems.Catalog.NotFound)
+            .WithSummary("Fail claimed jobs")
+            .WithDescription("""
+                1–1000 failures, each claim once. `error` becomes the job's `lastError` (4,096 characters at most). With `retry`
+                true (the default) the job runs again after a backoff while it has attempts left (`retried`), else it goes to the
+                dead set (`dead`); with `retry` false it is `dead` at once. `lost`: the runtime no longer holds the claim, and
+                nothing changed for it.
+                """);
+        api.MapPost("/{id}/claims/extend", ExtendAsync).WithName("ExtendClaims").WithJsonBody<ClaimsRequest>().RequiresRuntimeToken()
+            .Answers(Problems.Catalog.NotFound)
+            .WithSummary("Extend the claims of jobs still running")
+            .WithDescription("""
+                1–1000 claims, each once. Each claim the runtime still holds expires `Conveyor:Runtimes:ClaimTimeout` from now
+                (`extended`, with `claimExpiresAt`); `lost` when it no longer holds it, and nothing changed for it.
+                """);
         return app;
     }
 
@@ -62,7 +107,7 @@ public static class RuntimesApi
                 _ => throw new ConveyorValidationException("status", "must be online or offline"),
             };
             var page = request.Query["page"].FirstOrDefault();
-            var pageSize = 100;
+            var pageSize = DefaultPageSize;
             if (request.Query["pageSize"].FirstOrDefault() is { } size
                 && (!int.TryParse(size, NumberStyles.None, CultureInfo.InvariantCulture, out pageSize) || pageSize is < 1 or > RuntimeRegistry.MaxPageSize))
             {

@@ -7,11 +7,20 @@ using Conveyor.Tests.Infrastructure;
 
 namespace Conveyor.Tests.EndToEnd;
 
+/// <summary>Bad input on the self-host.</summary>
+public sealed class BadInputOnSelfHost(SelfHostApp app) : BadInputTests(app), IClassFixture<SelfHostApp>;
+
+#if !FUNCTIONS_STANDIN
+/// <summary>Bad input on the real Functions worker.</summary>
+public sealed class BadInputOnFunctions(FunctionsWorkerApp app) : BadInputTests(app), IClassFixture<FunctionsWorkerApp>;
+#endif
+
 /// <summary>
-/// Input a hostile or careless client sends: each gets a 4xx problem and changes nothing (no job, no queue, no row).
-/// Everything goes through the HttpClient; the "nothing changed" checks read Redis and PostgreSQL directly.
+/// Input a hostile or careless client sends, on both hosts (a subclass per host above): each gets a 4xx problem and
+/// changes nothing (no job, no queue, no row). Everything goes through the HttpClient; the "nothing changed" checks
+/// read Redis and PostgreSQL directly.
 /// </summary>
-public sealed class BadInputTests
+public abstract class BadInputTests(ConveyorApp app)
 {
     private static readonly byte[] InvalidUtf8 = [0xC3, 0x28, 0xFF];
 
@@ -42,8 +51,11 @@ public sealed class BadInputTests
         Assert.False(await db.SetContainsAsync("conveyor:queues", queue), $"{what}: the queue was registered");
     }
 
-    private static async Task AssertNoRuntimeAsync(SelfHostServer server, string what) =>
-        Assert.True(await server.Database.ScalarAsync<long>("SELECT count(*) FROM runtimes") == 0, $"{what}: a runtime row was written");
+    private Task<long> RuntimeRowsAsync() => app.Database.ScalarAsync<long>("SELECT count(*) FROM runtimes");
+
+    /// <summary>The tests of a class run one at a time, so no other request adds a row meanwhile.</summary>
+    private async Task AssertNoRuntimeAddedAsync(long before, string what) =>
+        Assert.True(await RuntimeRowsAsync() == before, $"{what}: a runtime row was written");
 
     public static TheoryData<string, string, string, string> InvalidUtf8Jobs => new()
     {
@@ -58,9 +70,8 @@ public sealed class BadInputTests
     public async Task A_job_body_that_is_not_UTF8_is_a_malformed_json_problem_and_stores_nothing(string what, string route, string before, string after)
     {
         var queue = TestRedis.UniqueQueue("bad");
-        await using var server = await SelfHostServer.StartAsync(queue);
 
-        var response = await server.Client.PostAsync($"/api/queues/{queue}/{route}", BodyWithInvalidUtf8(before, after));
+        var response = await app.Client.PostAsync($"/api/queues/{queue}/{route}", BodyWithInvalidUtf8(before, after));
 
         var problem = await AssertProblemAsync(response, HttpStatusCode.BadRequest, "malformed-json", what);
         Assert.Contains("UTF-8", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
@@ -70,14 +81,14 @@ public sealed class BadInputTests
     [Fact]
     public async Task Runtime_metadata_that_is_not_UTF8_is_a_malformed_json_problem_and_writes_no_row()
     {
-        await using var server = await SelfHostServer.StartAsync(TestRedis.UniqueQueue("bad"));
+        var before = await RuntimeRowsAsync();
 
-        var inValue = await server.Client.PostAsync("/api/runtimes", BodyWithInvalidUtf8("""{"name":"agent","metadata":{"zone":"e""", """u"}}"""));
-        var inKey = await server.Client.PostAsync("/api/runtimes", BodyWithInvalidUtf8("""{"name":"agent","metadata":{"z""", """one":1}}"""));
+        var inValue = await app.Client.PostAsync("/api/runtimes", BodyWithInvalidUtf8("""{"name":"agent","metadata":{"zone":"e""", """u"}}"""));
+        var inKey = await app.Client.PostAsync("/api/runtimes", BodyWithInvalidUtf8("""{"name":"agent","metadata":{"z""", """one":1}}"""));
 
         await AssertProblemAsync(inValue, HttpStatusCode.BadRequest, "malformed-json", "in a value");
         await AssertProblemAsync(inKey, HttpStatusCode.BadRequest, "malformed-json", "in a key");
-        await AssertNoRuntimeAsync(server, "invalid UTF-8 metadata");
+        await AssertNoRuntimeAddedAsync(before, "invalid UTF-8 metadata");
     }
 
     public static TheoryData<string, string> MetadataPostgresRefuses => new()
@@ -96,29 +107,30 @@ public sealed class BadInputTests
     [MemberData(nameof(MetadataPostgresRefuses))]
     public async Task Runtime_metadata_that_PostgreSQL_would_refuse_is_a_problem_and_writes_no_row(string what, string body)
     {
-        await using var server = await SelfHostServer.StartAsync(TestRedis.UniqueQueue("bad"));
+        var before = await RuntimeRowsAsync();
 
-        var response = await server.Client.PostAsync("/api/runtimes", SelfHostServer.Json(body));
+        var response = await app.Client.PostAsync("/api/runtimes", ConveyorApp.Json(body));
 
         Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{what}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
         Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
-        await AssertNoRuntimeAsync(server, what);
+        await AssertNoRuntimeAddedAsync(before, what);
     }
 
     [Fact]
     public async Task Runtime_metadata_with_escaped_text_PostgreSQL_accepts_is_stored_as_sent()
     {
-        await using var server = await SelfHostServer.StartAsync(TestRedis.UniqueQueue("bad"));
+        var before = await RuntimeRowsAsync();
 
-        var response = await server.Client.PostAsync("/api/runtimes",
-            SelfHostServer.Json("""{"name":"agent","metadata":{"emoji":"\ud83d\ude00","tab":"a\tb","quote":"\"","e":"é"}}"""));
+        var response = await app.Client.PostAsync("/api/runtimes",
+            ConveyorApp.Json("""{"name":"agent","metadata":{"emoji":"\ud83d\ude00","tab":"a\tb","quote":"\"","e":"é"}}"""));
 
         Assert.Equal(HttpStatusCode.Created, response.StatusCode);
         var id = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString();
-        var metadata = (await server.Client.GetFromJsonAsync<JsonElement>($"/api/runtimes/{id}")).GetProperty("metadata");
+        var metadata = (await app.Client.GetFromJsonAsync<JsonElement>($"/api/runtimes/{id}")).GetProperty("metadata");
         Assert.Equal("\U0001F600", metadata.GetProperty("emoji").GetString());
         Assert.Equal("a\tb", metadata.GetProperty("tab").GetString());
         Assert.Equal("é", metadata.GetProperty("e").GetString());
+        Assert.Equal(before + 1, await RuntimeRowsAsync());
     }
 
     public static TheoryData<string, string, string, string> NullJobs => new()
@@ -134,9 +146,8 @@ public sealed class BadInputTests
     public async Task A_batch_with_null_jobs_is_a_problem_and_stores_nothing(string what, string body, string type, string field)
     {
         var queue = TestRedis.UniqueQueue("bad");
-        await using var server = await SelfHostServer.StartAsync(queue);
 
-        var response = await server.Client.PostAsync($"/api/queues/{queue}/jobs/batch", SelfHostServer.Json(body));
+        var response = await app.Client.PostAsync($"/api/queues/{queue}/jobs/batch", ConveyorApp.Json(body));
 
         var problem = await AssertProblemAsync(response, HttpStatusCode.BadRequest, type, what);
         if (field.Length > 0)
@@ -163,9 +174,8 @@ public sealed class BadInputTests
     public async Task Job_json_must_use_exact_camelCase_names_once_each(string what, string route, string body)
     {
         var queue = TestRedis.UniqueQueue("bad");
-        await using var server = await SelfHostServer.StartAsync(queue);
 
-        var response = await server.Client.PostAsync($"/api/queues/{queue}/{route}", SelfHostServer.Json(body));
+        var response = await app.Client.PostAsync($"/api/queues/{queue}/{route}", ConveyorApp.Json(body));
 
         await AssertProblemAsync(response, HttpStatusCode.BadRequest, "malformed-json", what);
         await AssertQueueUntouchedAsync(queue, what);
@@ -177,19 +187,18 @@ public sealed class BadInputTests
     [InlineData("PascalCase metadata", """{"name":"agent","Metadata":{}}""")]
     public async Task Runtime_json_must_use_exact_camelCase_names_once_each(string what, string body)
     {
-        await using var server = await SelfHostServer.StartAsync(TestRedis.UniqueQueue("bad"));
+        var before = await RuntimeRowsAsync();
 
-        var response = await server.Client.PostAsync("/api/runtimes", SelfHostServer.Json(body));
+        var response = await app.Client.PostAsync("/api/runtimes", ConveyorApp.Json(body));
 
         await AssertProblemAsync(response, HttpStatusCode.BadRequest, "malformed-json", what);
-        await AssertNoRuntimeAsync(server, what);
+        await AssertNoRuntimeAddedAsync(before, what);
     }
 
     [Fact]
     public async Task A_heartbeat_without_a_usable_Authorization_header_says_what_is_wrong_and_changes_nothing()
     {
-        await using var server = await SelfHostServer.StartAsync(TestRedis.UniqueQueue("bad"));
-        var registered = await server.Client.PostAsync("/api/runtimes", SelfHostServer.Json("""{"name":"agent"}"""));
+        var registered = await app.Client.PostAsync("/api/runtimes", ConveyorApp.Json("""{"name":"agent"}"""));
         var id = (await registered.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
 
         async Task<string> DetailAsync(string? authorization, string what)
@@ -199,7 +208,7 @@ public sealed class BadInputTests
             {
                 request.Headers.TryAddWithoutValidation("Authorization", authorization);
             }
-            var response = await server.Client.SendAsync(request);
+            var response = await app.Client.SendAsync(request);
             var problem = await AssertProblemAsync(response, HttpStatusCode.Unauthorized, "unauthorized", what);
             return problem.GetProperty("detail").GetString()!;
         }
@@ -214,7 +223,7 @@ public sealed class BadInputTests
         Assert.All([basic, empty, glued], detail => Assert.Contains("Bearer <runtime token>", detail, StringComparison.Ordinal));
         Assert.Contains("not this runtime's token", wrong, StringComparison.Ordinal);
         Assert.Equal(3, new[] { missing, basic, wrong }.Distinct().Count());
-        Assert.True(await server.Database.ScalarAsync<bool>("SELECT last_seen_at IS NULL AND status = 'offline' FROM runtimes WHERE id = $1", Guid.Parse(id)));
+        Assert.True(await app.Database.ScalarAsync<bool>("SELECT last_seen_at IS NULL AND status = 'offline' FROM runtimes WHERE id = $1", Guid.Parse(id)));
         var db = (await TestRedis.GetAsync()).GetDatabase();
         Assert.Null(await db.SortedSetScoreAsync("conveyor:{presence}:beats", id));
     }

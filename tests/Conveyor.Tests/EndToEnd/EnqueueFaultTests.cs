@@ -7,23 +7,32 @@ using StackExchange.Redis;
 
 namespace Conveyor.Tests.EndToEnd;
 
+/// <summary>Enqueues under Redis faults on the self-host.</summary>
+public sealed class EnqueueFaultsOnSelfHost() : EnqueueFaultTests(settings => new SelfHostApp { Settings = settings });
+
+#if !FUNCTIONS_STANDIN
+/// <summary>Enqueues under Redis faults on the real Functions worker.</summary>
+public sealed class EnqueueFaultsOnFunctions() : EnqueueFaultTests(settings => new FunctionsWorkerApp { Settings = settings });
+#endif
+
 /// <summary>
 /// An enqueue whose Redis call times out may still have been stored: the 503 carries the ids the server assigned,
-/// so a retry with them cannot duplicate the jobs. Against a redis-server of the test's own, paused or stopped.
+/// so a retry with them cannot duplicate the jobs. On both hosts (a subclass per host above), each test with an app
+/// of its own on a redis-server of its own, paused or stopped.
 /// </summary>
-public sealed class EnqueueFaultTests
+public abstract class EnqueueFaultTests(Func<Dictionary<string, string?>, ConveyorApp> newApp)
 {
     // Longer than the client's timeout, shorter than the ~4 s of silence after which StackExchange.Redis replaces the
     // connection (Redis then drops the paused commands with it, and the enqueue is not stored: also a valid outcome,
     // but not the one this test is after).
     private const int PauseMilliseconds = 3000;
 
-    private static async Task<SelfHostServer> StartAsync(DedicatedRedis redis) =>
-        await SelfHostServer.StartAsync(TestRedis.UniqueQueue("other"), new()
+    private Task<ConveyorApp> StartAsync(DedicatedRedis redis) =>
+        ConveyorApp.StartAsync(newApp(new()
         {
             // Timeouts well inside the pause, so the enqueue fails while Redis still holds the command.
             ["Conveyor:Redis:ConnectionString"] = $"{redis.Endpoint},asyncTimeout=500,syncTimeout=500,connectTimeout=1000",
-        });
+        }));
 
     private static async Task<long> ScheduledAsync(ConnectionMultiplexer admin, string queue) =>
         await admin.GetDatabase().SortedSetLengthAsync($"conveyor:{{{queue}}}:scheduled");
@@ -38,13 +47,13 @@ public sealed class EnqueueFaultTests
         await using var admin = await ConnectionMultiplexer.ConnectAsync($"{redis.Endpoint},allowAdmin=true");
         await using var server = await StartAsync(redis);
         var queue = TestRedis.UniqueQueue("slow");
-        var warmUp = await server.Client.PostAsync($"/api/queues/{queue}/jobs", SelfHostServer.Json("""{"type":"probe","payload":0,"delaySeconds":3600}"""));
+        var warmUp = await server.Client.PostAsync($"/api/queues/{queue}/jobs", ConveyorApp.Json("""{"type":"probe","payload":0,"delaySeconds":3600}"""));
         Assert.Equal(HttpStatusCode.Accepted, warmUp.StatusCode);
 
         await admin.GetServer(redis.Endpoint).ExecuteAsync("CLIENT", "PAUSE", PauseMilliseconds.ToString(System.Globalization.CultureInfo.InvariantCulture), "WRITE");
         var paused = Stopwatch.StartNew();
-        var singleTask = server.Client.PostAsync($"/api/queues/{queue}/jobs", SelfHostServer.Json("""{"type":"probe","payload":1,"delaySeconds":3600}"""));
-        var batchTask = server.Client.PostAsync($"/api/queues/{queue}/jobs/batch", SelfHostServer.Json(
+        var singleTask = server.Client.PostAsync($"/api/queues/{queue}/jobs", ConveyorApp.Json("""{"type":"probe","payload":1,"delaySeconds":3600}"""));
+        var batchTask = server.Client.PostAsync($"/api/queues/{queue}/jobs/batch", ConveyorApp.Json(
             """{"jobs":[{"type":"probe","payload":2,"delaySeconds":3600},{"type":"probe","payload":3,"delaySeconds":3600,"id":"mine-3"},{"type":"probe","payload":4,"delaySeconds":3600}]}"""));
         var single = await singleTask;
         var batch = await batchTask;
@@ -61,8 +70,8 @@ public sealed class EnqueueFaultTests
         await Wait.UntilAsync(async () => await ScheduledAsync(admin, queue) == 5, "the paused enqueues ran after the pause");
 
         var singleRetry = await server.Client.PostAsync($"/api/queues/{queue}/jobs",
-            SelfHostServer.Json($$"""{"type":"probe","payload":1,"delaySeconds":3600,"id":"{{singleIds[0]}}"}"""));
-        var batchRetry = await server.Client.PostAsync($"/api/queues/{queue}/jobs/batch", SelfHostServer.Json($$"""
+            ConveyorApp.Json($$"""{"type":"probe","payload":1,"delaySeconds":3600,"id":"{{singleIds[0]}}"}"""));
+        var batchRetry = await server.Client.PostAsync($"/api/queues/{queue}/jobs/batch", ConveyorApp.Json($$"""
             {"jobs":[{"type":"probe","payload":2,"delaySeconds":3600,"id":"{{batchIds[0]}}"},
                      {"type":"probe","payload":3,"delaySeconds":3600,"id":"{{batchIds[1]}}"},
                      {"type":"probe","payload":4,"delaySeconds":3600,"id":"{{batchIds[2]}}"}]}
@@ -85,10 +94,10 @@ public sealed class EnqueueFaultTests
         var redis = await TestRedis.StartDedicatedAsync();
         await using var server = await StartAsync(redis);
         var queue = TestRedis.UniqueQueue("gone");
-        Assert.Equal(HttpStatusCode.Accepted, (await server.Client.PostAsync($"/api/queues/{queue}/jobs", SelfHostServer.Json("""{"type":"probe","payload":0,"delaySeconds":3600}"""))).StatusCode);
+        Assert.Equal(HttpStatusCode.Accepted, (await server.Client.PostAsync($"/api/queues/{queue}/jobs", ConveyorApp.Json("""{"type":"probe","payload":0,"delaySeconds":3600}"""))).StatusCode);
 
         redis.Dispose();
-        var response = await server.Client.PostAsync($"/api/queues/{queue}/jobs", SelfHostServer.Json("""{"type":"probe","payload":1,"id":"order-42"}"""));
+        var response = await server.Client.PostAsync($"/api/queues/{queue}/jobs", ConveyorApp.Json("""{"type":"probe","payload":1,"id":"order-42"}"""));
 
         var problem = await BadInputTests.AssertProblemAsync(response, HttpStatusCode.ServiceUnavailable, "unavailable", "Redis stopped");
         Assert.Equal(["order-42"], Ids(problem));

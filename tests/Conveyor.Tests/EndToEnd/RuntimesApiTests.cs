@@ -68,10 +68,16 @@ public abstract class RuntimesApiTests(ConveyorApp app)
         await Task.Delay(50);
         var second = await BeatAsync(id, token);
         Assert.Equal(HttpStatusCode.Accepted, second.StatusCode); // buffered in Redis
+        // It goes on beating, as a runtime does, until the silence below: on a loaded machine the flush can take longer
+        // than the 3 s stale window, and a runtime that stopped after one buffered beat may rightly be swept meanwhile.
+        using var stopBeating = new CancellationTokenSource();
+        var beating = KeepBeatingAsync(id, token, stopBeating.Token);
         await Wait.UntilAsync(async () => await LastSeenInPostgresAsync(id) > firstSeen, "a flush wrote the buffered beat");
         Assert.Equal("online", (await app.Client.GetFromJsonAsync<JsonElement>($"/api/runtimes/{id}")).GetProperty("status").GetString());
         var online = await app.Client.GetFromJsonAsync<JsonElement>("/api/runtimes?status=online");
         Assert.Contains(online.GetProperty("runtimes").EnumerateArray(), r => r.GetProperty("id").GetString() == id);
+        await stopBeating.CancelAsync();
+        await beating;
 
         // Silence: the sweeper marks it offline once the 3 s window has passed.
         await Wait.UntilAsync(async () =>
@@ -136,6 +142,24 @@ public abstract class RuntimesApiTests(ConveyorApp app)
         var health = await app.Client.GetFromJsonAsync<JsonElement>("/api/health");
         Assert.Equal("healthy", health.GetProperty("status").GetString());
         Assert.Equal("ok", health.GetProperty("checks").GetProperty("postgres").GetString());
+    }
+
+    /// <summary>Beats every 200 ms (the fixture's beat interval) until <paramref name="stop"/>; each beat must be accepted.</summary>
+    private async Task KeepBeatingAsync(string id, string token, CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            var beat = await BeatAsync(id, token);
+            Assert.True(beat.IsSuccessStatusCode, $"a beat got {(int)beat.StatusCode}");
+            try
+            {
+                await Task.Delay(200, stop);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
     }
 
     private async Task<DateTime?> LastSeenInPostgresAsync(string id)

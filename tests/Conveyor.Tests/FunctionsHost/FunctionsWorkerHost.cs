@@ -165,6 +165,10 @@ public sealed class FunctionsWorkerHost : IAsyncDisposable
     }
 
     /// <summary>An HttpClient whose requests go through this host to the worker, as the Functions host's front end would send them.</summary>
+    /// <summary>The HTTP routes the loaded functions serve, as <c>METHOD /api/route</c>, sorted (the self-host's <c>SelfHostServer.Routes</c> form).</summary>
+    public IReadOnlyList<string> Routes() =>
+        [.. _routes.SelectMany(r => r.Methods.Select(m => $"{m} /{r.Template}")).Order()];
+
     public HttpClient CreateClient() => new(new HostFrontEnd(this)) { BaseAddress = new Uri("http://localhost/") };
 
     /// <summary>
@@ -540,7 +544,7 @@ public sealed class FunctionsWorkerHost : IAsyncDisposable
                 ? m.EnumerateArray().Select(x => x.GetString()!.ToUpperInvariant()).ToHashSet()
                 : ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
             var parsed = TemplateParser.Parse(string.IsNullOrEmpty(prefix) ? route : $"{prefix}/{route}");
-            routes.Add(new HttpRoute(function, methods, new TemplateMatcher(parsed, []), parsed.Parameters.Count));
+            routes.Add(new HttpRoute(function, methods, new TemplateMatcher(parsed, []), parsed.Parameters.Count, string.IsNullOrEmpty(prefix) ? route : $"{prefix}/{route}"));
         }
         return routes;
     }
@@ -725,7 +729,7 @@ public sealed class FunctionsWorkerHost : IAsyncDisposable
         }
     }
 
-    private sealed record HttpRoute(RpcFunctionMetadata Function, HashSet<string> Methods, TemplateMatcher Matcher, int Parameters);
+    private sealed record HttpRoute(RpcFunctionMetadata Function, HashSet<string> Methods, TemplateMatcher Matcher, int Parameters, string Template);
 
     /// <summary>The host's HTTP front end, in process: every request the client sends goes through <see cref="SendHttpAsync"/>.</summary>
     private sealed class HostFrontEnd(FunctionsWorkerHost host) : HttpMessageHandler

@@ -19,7 +19,7 @@ namespace Conveyor.Tests.Infrastructure;
 /// <see cref="ProbeRunsAsync"/>), and the app has its own PostgreSQL database. One instance serves a whole test class,
 /// whose tests run one at a time: a test that must see an untouched queue uses a fresh one (<see cref="TestRedis.UniqueQueue"/>).
 /// </summary>
-public abstract class ConveyorApp : IAsyncLifetime
+public abstract class ConveyorApp : IAsyncLifetime, IAsyncDisposable
 {
     /// <summary>The queue the app's processor serves.</summary>
     public string Queue { get; } = TestRedis.UniqueQueue("e2e");
@@ -42,9 +42,28 @@ public abstract class ConveyorApp : IAsyncLifetime
 
     public static StringContent Json(string json) => SelfHostServer.Json(json);
 
+    /// <summary>The routes the app serves, as <c>METHOD /api/route</c>, sorted.</summary>
+    public abstract IReadOnlyList<string> Routes();
+
+    /// <summary>Starts <paramref name="app"/> for one test (a test that needs settings or servers of its own), to be disposed with <c>await using</c>.</summary>
+    public static async Task<T> StartAsync<T>(T app)
+        where T : ConveyorApp
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        await app.InitializeAsync();
+        return app;
+    }
+
     public abstract Task InitializeAsync();
 
+    /// <summary>Stops the app; a second call does nothing.</summary>
     public abstract Task DisposeAsync();
+
+    async ValueTask IAsyncDisposable.DisposeAsync()
+    {
+        await DisposeAsync();
+        GC.SuppressFinalize(this);
+    }
 
     /// <summary>What this app changes in <see cref="EndToEndSettings"/>.</summary>
     protected Dictionary<string, string?> Overrides()
@@ -63,10 +82,13 @@ public abstract class ConveyorApp : IAsyncLifetime
 public class SelfHostApp : ConveyorApp
 {
     private SelfHostServer? _server;
+    private bool _disposed;
 
     public SelfHostServer Server => _server ?? throw new InvalidOperationException("the self-host has not started");
 
     public override HttpClient Client => Server.Client;
+
+    public override IReadOnlyList<string> Routes() => Server.Routes();
 
     public override TestDatabase Database => Server.Database;
 
@@ -81,8 +103,9 @@ public class SelfHostApp : ConveyorApp
 
     public override async Task DisposeAsync()
     {
-        if (_server is not null)
+        if (_server is not null && !_disposed)
         {
+            _disposed = true;
             await _server.DisposeAsync();
         }
     }
@@ -98,6 +121,7 @@ public class FunctionsWorkerApp : ConveyorApp
     private FunctionsWorkerHost? _host;
     private TestDatabase? _database;
     private HttpClient? _client;
+    private bool _disposed;
 
     /// <summary>Whether the host invokes the timers on their schedules (default) or only when a test asks.</summary>
     public bool RunTimersOnSchedule { get; init; } = true;
@@ -105,6 +129,8 @@ public class FunctionsWorkerApp : ConveyorApp
     public FunctionsWorkerHost Host => _host ?? throw new InvalidOperationException("the worker has not started");
 
     public override HttpClient Client => _client ?? throw new InvalidOperationException("the worker has not started");
+
+    public override IReadOnlyList<string> Routes() => Host.Routes();
 
     public override TestDatabase Database => _database ?? throw new InvalidOperationException("the worker has not started");
 
@@ -139,10 +165,15 @@ public class FunctionsWorkerApp : ConveyorApp
 
     public override async Task DisposeAsync()
     {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
         _client?.Dispose();
         if (_host is not null)
         {
-            await _host.DisposeAsync();
+            await _host.DisposeAsync(); // its logs and metadata stay readable
         }
         if (_database is not null)
         {

@@ -73,13 +73,6 @@ public sealed class RuntimeBackplane(IReadOnlyDictionary<string, string?> settin
         _client = new ConveyorClient(http(), new ConveyorClientOptions { RetryDelay = TimeSpan.FromMilliseconds(20) });
     }
 
-    /// <summary>Stops the host (<paramref name="stopHost"/>), then the Redis.</summary>
-    public async Task StopAsync(Func<Task> stopHost)
-    {
-        await stopHost();
-        await DisposeAsync();
-    }
-
     public Task PauseAsync(int milliseconds) =>
         _multiplexer!.GetServer(_redis!.Endpoint).ExecuteAsync("CLIENT", "PAUSE", milliseconds.ToString(System.Globalization.CultureInfo.InvariantCulture), "ALL");
 
@@ -161,7 +154,11 @@ public abstract class RuntimeSelfHostApp : SelfHostApp, IRuntimeApp
 
     public override Task InitializeAsync() => Backplane.StartAsync(base.InitializeAsync, () => Client);
 
-    public override Task DisposeAsync() => Backplane.StopAsync(base.DisposeAsync);
+    public override async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        await Backplane.DisposeAsync();
+    }
 }
 
 /// <summary>The real Functions worker as a runtime app (timers on their schedules).</summary>
@@ -181,7 +178,11 @@ public abstract class RuntimeFunctionsApp : FunctionsWorkerApp, IRuntimeApp
 
     public override Task InitializeAsync() => Backplane.StartAsync(base.InitializeAsync, () => Client);
 
-    public override Task DisposeAsync() => Backplane.StopAsync(base.DisposeAsync);
+    public override async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        await Backplane.DisposeAsync();
+    }
 }
 
 public sealed class ClaimsSelfHostApp() : RuntimeSelfHostApp(RuntimeSettings.PubSubOnly);
