@@ -23,6 +23,7 @@ public static class ServiceCollectionExtensions
         Bind<ProcessorOptions>(services, configuration, ProcessorOptions.Section);
         Bind<SchedulerOptions>(services, configuration, SchedulerOptions.Section);
         Bind<CustodianOptions>(services, configuration, CustodianOptions.Section);
+        Bind<RuntimeOptions>(services, configuration, RuntimeOptions.Section);
         services.AddSingleton<IValidateOptions<CustodianOptions>>(
             sp => new CustodianOptionsValidator(sp.GetRequiredService<IOptions<ProcessorOptions>>(), configuration));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ProcessorOptions>, ProcessorOptionsValidator>());
@@ -38,6 +39,7 @@ public static class ServiceCollectionExtensions
         services.TryAddSingleton<Processor>();
         services.TryAddSingleton<Scheduler>();
         services.TryAddSingleton<Custodian>();
+        services.TryAddSingleton<RuntimeClaims>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, StartupChecks>());
         services.AddSingleton(new MaintenanceTask("Scheduler", Schedules.Scheduler,
             async (sp, ct) => await sp.GetRequiredService<Scheduler>().RunOnceAsync(ct)));

@@ -24,6 +24,9 @@ internal static class LuaScripts
     public static readonly RedisScript DeleteDead = Load("delete_dead");
     public static readonly RedisScript TrimDead = Load("trim_dead");
     public static readonly RedisScript IdleQueue = Load("idle_queue");
+    public static readonly RedisScript Extend = Load("extend");
+    public static readonly RedisScript WatchRuntimes = Load("watch_runtimes");
+    public static readonly RedisScript Release = Load("release");
 
     /// <summary>The one script on the registry <c>conveyor:queues</c> (its own hash slot, no queue's).</summary>
     public static readonly RedisScript RegisterQueue = Load("register_queue");
@@ -62,6 +65,7 @@ internal static class LuaScripts
     public static IReadOnlyList<RedisScript> All { get; } =
     [
         Enqueue, Beat, Claim, Ack, Retry, Kill, ReturnUnstarted, Deregister, Promote, Watch, Recover, RequeueDead, DeleteDead, TrimDead, IdleQueue,
+        Extend, WatchRuntimes, Release,
     ];
 
     /// <summary>

@@ -39,6 +39,7 @@ internal sealed class QueueKeys
         Consumers = prefix + "consumers";
         Dead = prefix + "dead";
         Seq = prefix + "seq";
+        Expiring = prefix + "expiring";
         Signal = RedisChannel.Literal(prefix + "signal");
     }
 
@@ -69,9 +70,15 @@ internal sealed class QueueKeys
     public RedisKey Dead { get; }
     public RedisKey Seq { get; }
 
+    /// <summary>Runtime consumer id → its earliest lease deadline (ms, Redis time), or earlier: where the custodian looks for expired claims.</summary>
+    public RedisKey Expiring { get; }
+
     /// <summary>Pub/sub channel that wakes idle processors when jobs become ready.</summary>
     public RedisChannel Signal { get; }
 
     /// <summary>The claims one consumer holds: job id → claim token.</summary>
     public RedisKey Inflight(string consumerId) => Prefix + "inflight:" + consumerId;
+
+    /// <summary>The leases of one runtime consumer's claims: job id → deadline (ms, Redis time).</summary>
+    public RedisKey Leases(string consumerId) => Prefix + "leases:" + consumerId;
 }

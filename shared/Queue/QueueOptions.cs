@@ -83,6 +83,39 @@ public sealed class ProcessorOptions
     public int CompletionBatchSize { get; set; } = 500;
 }
 
+/// <summary>
+/// How remote runtimes claim jobs over HTTP. Section <c>Conveyor:Runtimes</c>. A runtime's claims live as long as it is
+/// online (its presence: <c>Conveyor:Presence</c>), and each one at most <see cref="ClaimTimeout"/> past its claim or
+/// its last extension.
+/// </summary>
+public sealed class RuntimeOptions
+{
+    public const string Section = "Conveyor:Runtimes";
+
+    /// <summary>
+    /// A claim that is not acked, failed or extended this long after it was made (or last extended) goes back to its
+    /// queue at the custodian's next pass, counting an attempt, even while its runtime keeps beating. Default: 5 min.
+    /// Bounds: 1 s to 1 day.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+    public TimeSpan ClaimTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Longest <c>waitSeconds</c> a claim may ask for. Default: 60 s. Bounds: 0 to 200 s: on Azure Functions the front
+    /// end cuts any HTTP request after 230 s whatever <c>functionTimeout</c> says, so the wait, the claim and the answer
+    /// must fit well inside that; proxies with shorter idle timeouts need a lower value.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:03:20")]
+    public TimeSpan MaxClaimWait { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// A waiting claim tries again this often even without a pub/sub wake-up (pub/sub delivers at most once, and not
+    /// while the connection is re-established). Default: 1 s. Bounds: 10 ms to 1 min.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.01", "00:01:00")]
+    public TimeSpan IdlePollInterval { get; set; } = TimeSpan.FromSeconds(1);
+}
+
 /// <summary>How the scheduler promotes due jobs. Section <c>Conveyor:Scheduler</c>.</summary>
 public sealed class SchedulerOptions
 {

@@ -50,6 +50,21 @@ public sealed class ClusterTests
         await crashed.RegisterAsync();
         await crashed.ClaimAsync(3);
         await crashed.BackdateHeartbeatAsync(TimeSpan.FromMinutes(5));
+        // a runtime's claim: claim with a lease, extend, give back (as the custodian does for an offline runtime, up to a
+        // fence); the custodian's pass below looks at the queue's runtimes (watch_runtimes). Released before that pass,
+        // so that it has no runtime to check in PostgreSQL, which this host does not have.
+        var keys = new QueueKeys(queue);
+        var runtime = "runtime:" + Guid.NewGuid();
+        var claimed = (RedisResult[])(await LuaScripts.Claim.RunAsync(
+            host.Db,
+            [keys.Consumers, keys.Ready, keys.Inflight(runtime), keys.Jobs, keys.State, keys.Payloads, keys.Seq, keys.Leases(runtime), keys.Expiring],
+            [runtime, 1, 0, 1 << 20, 60_000]))!;
+        await LuaScripts.Extend.RunAsync(host.Db, [keys.Inflight(runtime), keys.Leases(runtime)], [60_000, (RedisValue)claimed[2], (RedisValue)claimed[1]]);
+        var released = (RedisResult[])(await LuaScripts.Release.RunAsync(
+            host.Db,
+            [keys.Consumers, keys.Inflight(runtime), keys.Leases(runtime), keys.Expiring, keys.Ready, keys.Jobs, keys.State, keys.Payloads, keys.Dead],
+            [keys.Signal.ToString(), runtime, (long)claimed[1], 10, "offline"]))!;
+        Assert.Equal(1, (long)released[0] + (long)released[1]);
         await host.Custodian.RunOnceAsync(CancellationToken.None); // also trims the dead set
         // requeue, delete
         Assert.True(await host.Admin.RequeueDeadAsync(queue, killed.Id));
