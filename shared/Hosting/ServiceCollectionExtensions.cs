@@ -38,6 +38,9 @@ public static class ServiceCollectionExtensions
         services.TryAddSingleton<Processor>();
         services.TryAddSingleton<Scheduler>();
         services.TryAddSingleton<Custodian>();
+        Bind<WakeOptions>(services, configuration, WakeOptions.Section);
+        services.TryAddSingleton<IWakeSender, NoWakeSender>();
+        services.TryAddSingleton<WakeGate>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, StartupChecks>());
         services.AddSingleton(new MaintenanceTask("Scheduler", Schedules.Scheduler,
             async (sp, ct) => await sp.GetRequiredService<Scheduler>().RunOnceAsync(ct)));

@@ -78,6 +78,14 @@ public sealed class Processor(
         return await RunAsync(options.Value.SessionDuration, cancellationToken);
     }
 
+    /// <summary>
+    /// One bounded session on <paramref name="queue"/>, <see cref="ProcessorOptions.SessionDuration"/> long at most: what
+    /// a wake-up message starts (the Functions app's queue trigger).
+    /// </summary>
+    /// <exception cref="ConveyorValidationException">The message named no valid queue.</exception>
+    public Task<SessionResult> RunWokenSessionAsync(string queue, CancellationToken cancellationToken) =>
+        RunSessionAsync(queue, options.Value.SessionDuration, cancellationToken);
+
     /// <summary>Runs one session on one queue until cancelled or <paramref name="duration"/> elapses (null: until cancelled).</summary>
     public async Task<SessionResult> RunSessionAsync(string queue, TimeSpan? duration, CancellationToken cancellationToken)
     {

@@ -125,5 +125,6 @@ public sealed class FunctionsAppTests
         }
         Assert.Throws<ConveyorValidationException>(() => Schedules.Parse("X", "every five seconds"));
         Assert.Equal("UseDevelopmentStorage=true", values.GetProperty("AzureWebJobsStorage").GetString());
+        Assert.Equal(Conveyor.Functions.Queues.StorageWakeSender.DefaultQueue, values.GetProperty("ConveyorWakeQueue").GetString());
     }
 }

@@ -2,6 +2,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Conveyor.Functions.Queues;
 using Conveyor.Presence;
 using Conveyor.Storage;
 using Conveyor.Tests.FunctionsHost;
@@ -112,6 +113,34 @@ public sealed class WorkerTimerTests(TimerWorkerApp app)
     }
 
     [Fact]
+    public async Task A_wake_up_message_posted_by_the_app_s_sender_runs_one_session_on_the_queue_it_names()
+    {
+        var queue = TestRedis.UniqueQueue("woken"); // served by no configured processor
+        var id = await EnqueueAsync(queue, """{"type":"probe","payload":{"n":2}}""");
+        // The app's own sender posts to the app's wake queue in Azurite; the host's extension reads it raw and decodes it per host.json.
+        await new StorageWakeSender(await StorageWakeSenderTests.ConfigurationAsync(app.WakeQueue), new FakeTokenCredential()).SendAsync(queue, 1, default);
+        var raw = await TestAzurite.RawClientAsync(app.WakeQueue);
+        var message = Assert.Single((await raw.ReceiveMessagesAsync(maxMessages: 32)).Value, m =>
+            StorageWakeSenderTests.Decode(m.Body.ToString(), StorageWakeSenderTests.HostJsonQueueEncoding()) == queue);
+
+        AssertSucceeded(await app.Host.InvokeQueueAsync(
+            "Wake", StorageWakeSenderTests.Decode(message.Body.ToString(), StorageWakeSenderTests.HostJsonQueueEncoding()), message.DequeueCount));
+
+        Assert.Single(await app.ProbeRunsAsync(id, queue));
+        Assert.Equal(HttpStatusCode.NotFound, (await app.Client.GetAsync($"/api/queues/{queue}/jobs/{id}")).StatusCode);
+        Assert.Equal(0, await (await TestRedis.GetAsync()).GetDatabase().SortedSetLengthAsync($"conveyor:{{{queue}}}:consumers"));
+    }
+
+    [Fact]
+    public async Task A_wake_up_message_that_names_no_valid_queue_fails_its_invocation_and_changes_nothing()
+    {
+        var response = await app.Host.InvokeQueueAsync("Wake", "not a queue!");
+
+        Assert.Equal(StatusResult.Types.Status.Failure, response.Result.Status);
+        Assert.Contains("queue", response.Result.Exception.Message, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
     public async Task InvocationCancel_ends_a_processor_session_gracefully()
     {
         // A ten-minute session, one handler at a time: the first job runs for 1.5 s, the other two wait claimed.
@@ -185,11 +214,12 @@ public sealed class WorkerTimerTests(TimerWorkerApp app)
 public sealed class WorkerIndexingTests(TimerWorkerApp app)
 {
     [Fact]
-    public async Task The_worker_indexes_the_self_hosts_routes_and_the_five_timers_and_asks_the_host_for_a_key_on_all_but_health()
+    public async Task The_worker_indexes_the_self_hosts_routes_the_five_timers_and_the_wake_queue_trigger_and_asks_the_host_for_a_key_on_all_but_health()
     {
         var routes = new List<string>();
         var anonymous = new List<string>();
         var timers = new List<string>();
+        var queues = new List<string>();
         foreach (var function in app.Host.Functions.Values)
         {
             foreach (var binding in function.RawBindings.Select(raw => JsonDocument.Parse(raw).RootElement))
@@ -207,6 +237,9 @@ public sealed class WorkerIndexingTests(TimerWorkerApp app)
                     case "timerTrigger":
                         timers.Add(function.Name);
                         break;
+                    case "queueTrigger":
+                        queues.Add($"{function.Name} {binding.GetProperty("queueName").GetString()} {binding.GetProperty("connection").GetString()}");
+                        break;
                 }
             }
         }
@@ -215,6 +248,7 @@ public sealed class WorkerIndexingTests(TimerWorkerApp app)
         Assert.Equal(server.Routes(), routes.Order());
         Assert.Equal(["GET /api/health"], anonymous); // every other route: the host checks the function key
         Assert.Equal(["Custodian", "HeartbeatFlush", "Processor", "Scheduler", "StaleSweeper"], timers.Order());
+        Assert.Equal(["Wake %ConveyorWakeQueue% AzureWebJobsStorage"], queues); // the one function scaled by the wake queue's length
     }
 }
 #endif
