@@ -23,7 +23,8 @@ public sealed record CustodianResult(int DeadConsumers, long Requeued, long Kill
 /// maintenance fails is logged and counted; the pass goes on with the others.
 /// </summary>
 public sealed class Custodian(
-    RedisConnection redis, IOptions<CustodianOptions> options, IOptions<ProcessorOptions> processorOptions, ILogger<Custodian> logger)
+    RedisConnection redis, IOptions<CustodianOptions> options, IOptions<ProcessorOptions> processorOptions, ILogger<Custodian> logger,
+    WakeGate? wake = null)
 {
     /// <summary>Payload bytes one trim call frees at most (8 MiB, about 1 ms of freeing); more calls follow.</summary>
     internal const int TrimMaxBytes = 8 * 1024 * 1024;
@@ -87,6 +88,7 @@ public sealed class Custodian(
         var gapMs = timeoutMs - (long)processorOptions.Value.HeartbeatInterval.TotalMilliseconds;
         // The candidates only; the recover script re-checks each on Redis time.
         var watched = (RedisResult[])(await LuaScripts.Watch.RunAsync(db, [keys.Consumers, keys.Watch], [timeoutMs, gapMs]))!;
+        var requeuedBefore = total.Requeued;
         foreach (var consumer in watched.Skip(1).Select(r => (RedisValue)r))
         {
             var counted = false;
@@ -113,6 +115,11 @@ public sealed class Custodian(
                     break;
                 }
             }
+        }
+        if (total.Requeued > requeuedBefore && wake is not null)
+        {
+            // Recovered jobs are ready again, and their consumers are gone: the backlog may need sessions elsewhere.
+            await wake.WakeAsync(keys.Queue, cancellationToken);
         }
         bool more;
         do

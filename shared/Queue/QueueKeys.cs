@@ -34,6 +34,7 @@ internal sealed class QueueKeys
         Registered = prefix + "registered";
         Idle = prefix + "idle";
         Wake = prefix + "wake";
+        Unserved = prefix + "unserved";
         Watch = prefix + "watch";
         Ready = prefix + "ready";
         Scheduled = prefix + "scheduled";
@@ -63,6 +64,9 @@ internal sealed class QueueKeys
 
     /// <summary>The wake slot: present while a post of wake-ups holds this interval (<c>SET NX PX</c>, see wake.lua).</summary>
     public RedisKey Wake { get; }
+
+    /// <summary>Since when (ms, Redis time) the scheduler has seen the queue with ready jobs and no live consumer (see unserved.lua).</summary>
+    public RedisKey Unserved { get; }
 
     /// <summary>The custodian's last visit and since when it has watched without a gap: <c>last|since</c> (ms, Redis time).</summary>
     public RedisKey Watch { get; }

@@ -49,7 +49,7 @@ public sealed class WakeOptions
 /// that many sessions' worth of wake-ups. Enqueue, the scheduler's promotions and the custodian's recoveries call it.
 /// A failed post is logged and forgotten: the jobs are safe in Redis, and the next call (or the timer processor) serves them.
 /// </summary>
-internal sealed class WakeGate(
+public sealed class WakeGate(
     RedisConnection redis,
     IWakeSender sender,
     IOptions<WakeOptions> options,

@@ -95,6 +95,7 @@ public sealed class FunctionsAppTests
         await using var services = await FunctionsServicesAsync(new()
         {
             ["Conveyor:Processor:SessionDuration"] = "00:00:01",
+            ["Conveyor:Processor:IdleTimeout"] = "00:00:01",
             ["Conveyor:Processor:Queues:0"] = TestRedis.UniqueQueue("timer"),
         });
         var function = ActivatorUtilities.CreateInstance(services, functionType);

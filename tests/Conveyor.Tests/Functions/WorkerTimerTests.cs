@@ -2,7 +2,6 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
-using Conveyor.Functions.Queues;
 using Conveyor.Presence;
 using Conveyor.Storage;
 using Conveyor.Tests.FunctionsHost;
@@ -105,7 +104,7 @@ public sealed class WorkerTimerTests(TimerWorkerApp app)
     {
         var id = await EnqueueAsync(app.Queue, """{"type":"probe","payload":{"n":1}}""");
 
-        AssertSucceeded(await app.Host.InvokeTimerAsync("Processor")); // returns when its 3 s session has ended
+        AssertSucceeded(await app.Host.InvokeTimerAsync("Processor")); // returns when its session has ended (idle after 1 s, at most 3 s)
 
         Assert.Single(await app.ProbeRunsAsync(id));
         Assert.Equal(HttpStatusCode.NotFound, (await app.Client.GetAsync($"/api/queues/{app.Queue}/jobs/{id}")).StatusCode);
@@ -113,12 +112,11 @@ public sealed class WorkerTimerTests(TimerWorkerApp app)
     }
 
     [Fact]
-    public async Task A_wake_up_message_posted_by_the_app_s_sender_runs_one_session_on_the_queue_it_names()
+    public async Task An_enqueue_posts_a_wake_up_to_the_wake_queue_and_its_message_runs_one_session_on_that_queue()
     {
-        var queue = TestRedis.UniqueQueue("woken"); // served by no configured processor
+        var queue = TestRedis.UniqueQueue("woken"); // served by no configured processor, and no timer runs
         var id = await EnqueueAsync(queue, """{"type":"probe","payload":{"n":2}}""");
-        // The app's own sender posts to the app's wake queue in Azurite; the host's extension reads it raw and decodes it per host.json.
-        await new StorageWakeSender(await StorageWakeSenderTests.ConfigurationAsync(app.WakeQueue), new FakeTokenCredential()).SendAsync(queue, 1, default);
+        // The enqueue posted to the app's wake queue in Azurite; the host's extension reads it raw and decodes it per host.json.
         var raw = await TestAzurite.RawClientAsync(app.WakeQueue);
         var message = Assert.Single((await raw.ReceiveMessagesAsync(maxMessages: 32)).Value, m =>
             StorageWakeSenderTests.Decode(m.Body.ToString(), StorageWakeSenderTests.HostJsonQueueEncoding()) == queue);
