@@ -1,13 +1,16 @@
 using System.Security.Cryptography;
 using System.Text;
 using Conveyor.Api;
+using Microsoft.AspNetCore.Authorization;
 using Microsoft.Extensions.Options;
 
 namespace Conveyor.SelfHost;
 
 /// <summary>
-/// The self-host's stand-in for Functions keys: every route but <c>/api/health</c> needs one of
-/// <c>Conveyor:Api:Keys</c> in the <c>x-functions-key</c> header or the <c>code</c> query parameter.
+/// The self-host's stand-in for Functions keys: every request needs one of <c>Conveyor:Api:Keys</c> in the
+/// <c>x-functions-key</c> header or the <c>code</c> query parameter, unless it reaches a route marked
+/// <c>AllowAnonymous</c> (health, the OpenAPI document): the same metadata the OpenAPI contract's security comes from.
+/// Routing has run by now (WebApplication puts it first), so the endpoint is known.
 /// </summary>
 internal sealed class ApiKeyMiddleware(IOptions<ApiOptions> options) : IMiddleware
 {
@@ -15,7 +18,7 @@ internal sealed class ApiKeyMiddleware(IOptions<ApiOptions> options) : IMiddlewa
 
     public async Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
-        if (context.Request.Path.Equals("/api/health", StringComparison.OrdinalIgnoreCase) || Authorized(context.Request))
+        if (context.GetEndpoint()?.Metadata.GetMetadata<IAllowAnonymous>() is not null || Authorized(context.Request))
         {
             await next(context);
             return;

@@ -18,7 +18,6 @@ public static class SelfHost
 
         var conveyor = builder.Services.AddConveyor(builder.Configuration);
         configure?.Invoke(conveyor);
-        builder.Services.AddOpenApi();
         builder.Services.AddConveyorProblemDetails();
         builder.Services.AddHostedService<ScheduledMaintenance>();
         builder.Services.AddHostedService<ProcessorService>();
@@ -34,7 +33,6 @@ public static class SelfHost
         app.UseStatusCodePages();
         app.UseMiddleware<ApiKeyMiddleware>();
         app.MapConveyorApi();
-        app.MapOpenApi("/api/openapi.json");
         return app;
     }
 

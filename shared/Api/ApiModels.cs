@@ -7,7 +7,7 @@ namespace Conveyor.Api;
 /// <summary>Body of <c>POST /api/queues/{queue}/jobs</c> (and each item of a batch).</summary>
 public sealed record EnqueueJobRequest
 {
-    /// <summary>Handler name.</summary>
+    /// <summary>Handler name: <c>^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$</c>, the same rule as queue names.</summary>
     [JsonRequired] public string Type { get; init; } = "";
 
     /// <summary>Any JSON value; <c>null</c> for none.</summary>
@@ -19,10 +19,10 @@ public sealed record EnqueueJobRequest
     /// </summary>
     public string? Id { get; init; }
 
-    /// <summary>Run no earlier than this instant (ISO 8601). Excludes <see cref="DelaySeconds"/>.</summary>
+    /// <summary>Run no earlier than this instant (ISO 8601), at most 365 days ahead. Excludes <c>delaySeconds</c>.</summary>
     public DateTimeOffset? RunAt { get; init; }
 
-    /// <summary>Run after this many seconds (Redis time). Excludes <see cref="RunAt"/>.</summary>
+    /// <summary>Run after this many seconds (0–31536000, counted on Redis time). Excludes <c>runAt</c>.</summary>
     public double? DelaySeconds { get; init; }
 
     /// <summary>Executions allowed, 1–1000 (default 20).</summary>
@@ -58,7 +58,7 @@ public sealed record RegisterRuntimeRequest
     public JsonElement? Metadata { get; init; }
 }
 
-/// <summary>One page of runtimes; pass <see cref="Next"/> as <c>?page=</c> for the next one.</summary>
+/// <summary>One page of runtimes; pass <c>next</c> as <c>?page=</c> for the next one (null on the last page).</summary>
 public sealed record RuntimeListResponse(IReadOnlyList<Conveyor.Presence.RuntimeInfo> Runtimes, string? Next);
 
 /// <summary>

@@ -12,21 +12,44 @@ public static class JobsApi
 {
     public static IEndpointRouteBuilder MapJobsApi(this IEndpointRouteBuilder app)
     {
-        var api = app.MapGroup("/api/queues").WithTags("Queues")
-            .ProducesProblem(StatusCodes.Status400BadRequest)
-            .ProducesProblem(StatusCodes.Status401Unauthorized)
-            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
-        api.MapGet("", ListQueuesAsync).WithName("ListQueues");
-        api.MapGet("/{queue}", GetQueueAsync).WithName("GetQueue");
-        api.MapPost("/{queue}/jobs", EnqueueAsync).WithName("EnqueueJob").WithJsonBody<EnqueueJobRequest>().ProducesBodyProblems()
-            .ProducesProblem(StatusCodes.Status409Conflict);
-        api.MapPost("/{queue}/jobs/batch", EnqueueBatchAsync).WithName("EnqueueJobs").WithJsonBody<EnqueueBatchRequest>().ProducesBodyProblems()
-            .ProducesProblem(StatusCodes.Status409Conflict);
-        api.MapGet("/{queue}/jobs/{id}", GetJobAsync).WithName("GetJob").ProducesProblem(StatusCodes.Status404NotFound);
-        api.MapGet("/{queue}/dead", ListDeadAsync).WithName("ListDeadJobs");
-        api.MapPost("/{queue}/dead/requeue", RequeueAllDeadAsync).WithName("RequeueAllDeadJobs");
-        api.MapPost("/{queue}/dead/{id}/requeue", RequeueDeadAsync).WithName("RequeueDeadJob").ProducesProblem(StatusCodes.Status404NotFound);
-        api.MapDelete("/{queue}/dead/{id}", DeleteDeadAsync).WithName("DeleteDeadJob").ProducesProblem(StatusCodes.Status404NotFound);
+        var api = app.MapGroup("/api/queues").WithTags(OpenApiContract.QueuesTag)
+            .Answers(Problems.Catalog.Unavailable, Problems.Catalog.Internal);
+        api.MapGet("", ListQueuesAsync).WithName("ListQueues")
+            .WithSummary("List every known queue with its counts");
+        api.MapGet("/{queue}", GetQueueAsync).WithName("GetQueue").Answers(Problems.Catalog.Validation)
+            .WithSummary("Get one queue's counts")
+            .WithDescription("All counts are zero for a queue that never saw a job. The counts are read in one round trip, not as one atomic snapshot.");
+        api.MapPost("/{queue}/jobs", EnqueueAsync).WithName("EnqueueJob").WithJsonBody<EnqueueJobRequest>()
+            .Answers(Problems.Catalog.Validation, Problems.Catalog.QueueLimit)
+            .WithSummary("Enqueue a job")
+            .WithDescription("""
+                202 with the new job and its `Location`; 200 with `duplicate: true` when a job with this `id` exists (nothing is
+                added; `state` is null when it finished meanwhile). A 503 does not mean the job was not stored: retry with the
+                `ids` of the problem (or always send your own `id`), and the retry adds nothing twice.
+                """);
+        api.MapPost("/{queue}/jobs/batch", EnqueueBatchAsync).WithName("EnqueueJobs").WithJsonBody<EnqueueBatchRequest>()
+            .Answers(Problems.Catalog.Validation, Problems.Catalog.QueueLimit)
+            .WithSummary("Enqueue up to 1000 jobs at once")
+            .WithDescription("""
+                One script call; the results are in request order. The batch is validated as a whole: one bad item rejects all
+                of them, and the problem names the field as `jobs[3].payload`. Retry a 503 with the problem's `ids`.
+                """);
+        api.MapGet("/{queue}/jobs/{id}", GetJobAsync).WithName("GetJob").Answers(Problems.Catalog.Validation, Problems.Catalog.NotFound)
+            .WithSummary("Get a job")
+            .WithDescription("404 when no such job exists: it was never enqueued, or it ran and was acked (an acked job is deleted).");
+        api.MapGet("/{queue}/dead", ListDeadAsync).WithName("ListDeadJobs").Answers(Problems.Catalog.Validation)
+            .WithQueryParameter("page", "Page number, from 1.", OpenApiExtensions.Integer(1, Paging.MaxPage, 1))
+            .WithQueryParameter("pageSize", "Jobs per page.", OpenApiExtensions.Integer(1, Paging.MaxPageSize, Paging.DefaultPageSize))
+            .WithSummary("List dead jobs, most recent death first");
+        api.MapPost("/{queue}/dead/requeue", RequeueAllDeadAsync).WithName("RequeueAllDeadJobs").Answers(Problems.Catalog.Validation)
+            .WithSummary("Requeue every dead job of the queue")
+            .WithDescription("Each job goes back to the ready list with a fresh set of attempts.");
+        api.MapPost("/{queue}/dead/{id}/requeue", RequeueDeadAsync).WithName("RequeueDeadJob").Answers(Problems.Catalog.Validation, Problems.Catalog.NotFound)
+            .WithSummary("Requeue one dead job")
+            .WithDescription("The job goes back to the ready list with a fresh set of attempts; 404 when it is not dead.");
+        api.MapDelete("/{queue}/dead/{id}", DeleteDeadAsync).WithName("DeleteDeadJob").Answers(Problems.Catalog.Validation, Problems.Catalog.NotFound)
+            .WithSummary("Delete one dead job for good")
+            .WithDescription("404 when it is not dead.");
         return app;
     }
 

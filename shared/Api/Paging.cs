@@ -7,9 +7,11 @@ namespace Conveyor.Api;
 internal static class Paging
 {
     public const int DefaultPageSize = 50;
+    public const int MaxPageSize = 1000;
+    public const int MaxPage = 1_000_000;
 
     public static (int Page, int PageSize) Read(IQueryCollection query) =>
-        (Number(query, "page", 1, 1, 1_000_000), Number(query, "pageSize", DefaultPageSize, 1, 1000));
+        (Number(query, "page", 1, 1, MaxPage), Number(query, "pageSize", DefaultPageSize, 1, MaxPageSize));
 
     private static int Number(IQueryCollection query, string name, int fallback, int min, int max)
     {

@@ -31,30 +31,67 @@ public static class Problems
         public const string Internal = "urn:conveyor:problem:internal";
     }
 
-    public static ProblemHttpResult Validation(string field, string detail) =>
-        Create(StatusCodes.Status400BadRequest, Types.Validation, "The request is invalid", $"{field}: {detail}", new() { ["field"] = field });
+    /// <summary>
+    /// Every problem the API answers, with its status, title and when it is answered: the one source of the README's
+    /// error table (a test compares them) and of the error responses in the OpenAPI document.
+    /// </summary>
+    public static class Catalog
+    {
+        public static readonly ProblemType Validation = new(Types.Validation, StatusCodes.Status400BadRequest, "The request is invalid",
+            "a field breaks a rule; `detail` and the `field` extension name it");
 
-    public static ProblemHttpResult MalformedJson(string detail) =>
-        Create(StatusCodes.Status400BadRequest, Types.MalformedJson, "The body is not valid JSON for this request", detail);
+        public static readonly ProblemType MalformedJson = new(Types.MalformedJson, StatusCodes.Status400BadRequest, "The body is not valid JSON for this request",
+            "the body is not valid JSON for the route (including unknown or missing required members)");
+
+        public static readonly ProblemType UnsupportedMediaType = new(Types.UnsupportedMediaType, StatusCodes.Status415UnsupportedMediaType,
+            "The body must be application/json", "`Content-Type` is not JSON");
+
+        public static readonly ProblemType PayloadTooLarge = new(Types.PayloadTooLarge, StatusCodes.Status413PayloadTooLarge, "The body is too large",
+            "the body exceeds `Conveyor:Api:MaxRequestBytes` (1 MiB by default), whether or not `Content-Length` is sent");
+
+        public static readonly ProblemType NotFound = new(Types.NotFound, StatusCodes.Status404NotFound, "Not found",
+            "no such job, dead job or runtime");
+
+        public static readonly ProblemType Unauthorized = new(Types.Unauthorized, StatusCodes.Status401Unauthorized, "Unauthorized",
+            "no or wrong key (self-host), or a missing, malformed or wrong runtime token");
+
+        public static readonly ProblemType QueueLimit = new(Types.QueueLimit, StatusCodes.Status409Conflict, "Too many queues",
+            "the job is for a new queue and the registry already lists `Conveyor:Queue:MaxQueues` queues");
+
+        public static readonly ProblemType Unavailable = new(Types.Unavailable, StatusCodes.Status503ServiceUnavailable, "A backing store is unavailable",
+            "Redis connection or timeout error, or a transient PostgreSQL error: retry (an enqueue's problem carries `ids`: retry with them)");
+
+        public static readonly ProblemType RouteNotFound = new(Types.RouteNotFound, StatusCodes.Status404NotFound, "No such route",
+            "no route matches the path (self-host)");
+
+        public static readonly ProblemType MethodNotAllowed = new(Types.MethodNotAllowed, StatusCodes.Status405MethodNotAllowed, "Method not allowed",
+            "the route does not take this method; `Allow` lists the ones it takes (self-host)");
+
+        public static readonly ProblemType Internal = new(Types.Internal, StatusCodes.Status500InternalServerError, "Internal error",
+            "an unexpected failure; logged on the server with the answer's `traceId` (both hosts)");
+
+        /// <summary>All of them, in the README's order.</summary>
+        public static IReadOnlyList<ProblemType> All { get; } =
+            [Validation, MalformedJson, UnsupportedMediaType, PayloadTooLarge, NotFound, Unauthorized, QueueLimit, Unavailable, RouteNotFound, MethodNotAllowed, Internal];
+    }
+
+    public static ProblemHttpResult Validation(string field, string detail) =>
+        Create(Catalog.Validation, $"{field}: {detail}", new() { ["field"] = field });
+
+    public static ProblemHttpResult MalformedJson(string detail) => Create(Catalog.MalformedJson, detail);
 
     public static ProblemHttpResult UnsupportedMediaType(string? contentType) =>
-        Create(StatusCodes.Status415UnsupportedMediaType, Types.UnsupportedMediaType, "The body must be application/json",
-            $"Content-Type was '{contentType ?? "(none)"}'");
+        Create(Catalog.UnsupportedMediaType, $"Content-Type was '{contentType ?? "(none)"}'");
 
-    public static ProblemHttpResult PayloadTooLarge(long limit) =>
-        Create(StatusCodes.Status413PayloadTooLarge, Types.PayloadTooLarge, "The body is too large", $"The limit is {limit} bytes");
+    public static ProblemHttpResult PayloadTooLarge(long limit) => Create(Catalog.PayloadTooLarge, $"The limit is {limit} bytes");
 
-    public static ProblemHttpResult NotFound(string detail) =>
-        Create(StatusCodes.Status404NotFound, Types.NotFound, "Not found", detail);
+    public static ProblemHttpResult NotFound(string detail) => Create(Catalog.NotFound, detail);
 
-    public static ProblemHttpResult Unauthorized(string detail) =>
-        Create(StatusCodes.Status401Unauthorized, Types.Unauthorized, "Unauthorized", detail);
+    public static ProblemHttpResult Unauthorized(string detail) => Create(Catalog.Unauthorized, detail);
 
-    public static ProblemHttpResult QueueLimit(string detail) =>
-        Create(StatusCodes.Status409Conflict, Types.QueueLimit, "Too many queues", detail);
+    public static ProblemHttpResult QueueLimit(string detail) => Create(Catalog.QueueLimit, detail);
 
-    public static ProblemHttpResult Unavailable(string detail) =>
-        Create(StatusCodes.Status503ServiceUnavailable, Types.Unavailable, "A backing store is unavailable", detail);
+    public static ProblemHttpResult Unavailable(string detail) => Create(Catalog.Unavailable, detail);
 
     /// <summary>
     /// Redis did not confirm an enqueue: the jobs may be stored. <c>ids</c> lists the id of every job of the request, in
@@ -63,7 +100,7 @@ public static class Problems
     public static ProblemHttpResult EnqueueUnconfirmed(EnqueueUnconfirmedException exception)
     {
         ArgumentNullException.ThrowIfNull(exception);
-        return Create(StatusCodes.Status503ServiceUnavailable, Types.Unavailable, "A backing store is unavailable",
+        return Create(Catalog.Unavailable,
             "Redis did not confirm the enqueue (timeout or lost connection), so the jobs may or may not be stored. " +
             "Retry with the ids in 'ids' (in request order): a retry with the same id never adds a second job.",
             new() { ["ids"] = exception.Ids });
@@ -125,10 +162,10 @@ public static class Problems
             var target = $"{request.Method} {request.Path}";
             (problem.Type, problem.Title, problem.Detail) = problem.Status switch
             {
-                StatusCodes.Status404NotFound => (Types.RouteNotFound, "No such route", $"No route matches {target}"),
-                StatusCodes.Status405MethodNotAllowed => (Types.MethodNotAllowed, "Method not allowed",
+                StatusCodes.Status404NotFound => (Types.RouteNotFound, Catalog.RouteNotFound.Title, $"No route matches {target}"),
+                StatusCodes.Status405MethodNotAllowed => (Types.MethodNotAllowed, Catalog.MethodNotAllowed.Title,
                     $"{request.Path} does not accept {request.Method}; it accepts {context.HttpContext.Response.Headers.Allow}"),
-                StatusCodes.Status500InternalServerError => (Types.Internal, InternalTitle, InternalDetail(request)),
+                StatusCodes.Status500InternalServerError => (Types.Internal, Catalog.Internal.Title, InternalDetail(request)),
                 _ => (problem.Type, problem.Title, problem.Detail),
             };
         });
@@ -143,22 +180,26 @@ public static class Problems
         var logger = context.RequestServices.GetService<ILoggerFactory>()?.CreateLogger(typeof(Problems).FullName!);
         logger?.LogError(exception, "{Method} {Path} failed unexpectedly", context.Request.Method, context.Request.Path);
         var traceId = Activity.Current?.Id ?? context.TraceIdentifier;
-        await Create(StatusCodes.Status500InternalServerError, Types.Internal, InternalTitle, InternalDetail(context.Request),
-            new() { ["traceId"] = traceId }).ExecuteAsync(context);
+        await Create(Catalog.Internal, InternalDetail(context.Request), new() { ["traceId"] = traceId }).ExecuteAsync(context);
     }
-
-    private const string InternalTitle = "Internal error";
 
     private static string InternalDetail(HttpRequest request) =>
         $"{request.Method} {request.Path} failed unexpectedly; the error is logged with this traceId";
 
-    private static ProblemHttpResult Create(int status, string type, string title, string detail, Dictionary<string, object?>? extensions = null) =>
+    private static ProblemHttpResult Create(ProblemType type, string detail, Dictionary<string, object?>? extensions = null) =>
         TypedResults.Problem(new ProblemDetails
         {
-            Status = status,
-            Type = type,
-            Title = title,
+            Status = type.Status,
+            Type = type.Type,
+            Title = type.Title,
             Detail = detail,
             Extensions = extensions ?? [],
         });
 }
+
+/// <summary>One kind of problem the API answers.</summary>
+/// <param name="Type">The stable <c>type</c> URN.</param>
+/// <param name="Status">The HTTP status it is answered with.</param>
+/// <param name="Title">The <c>title</c> every problem of this type carries.</param>
+/// <param name="When">When it is answered (Markdown), as the README's error table and the OpenAPI document say it.</param>
+public sealed record ProblemType(string Type, int Status, string Title, string When);

@@ -1,27 +1,44 @@
 using System.Globalization;
+using System.Text.Json.Nodes;
 using Conveyor.Presence;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Options;
+using Microsoft.OpenApi;
 
 namespace Conveyor.Api;
 
 /// <summary>Worker runtimes over HTTP: registry and heartbeats. The Functions app calls the same handlers.</summary>
 public static class RuntimesApi
 {
+    /// <summary>Runtimes per page of <c>GET /api/runtimes</c> when the request names no <c>pageSize</c>.</summary>
+    private const int DefaultPageSize = 100;
+
     public static IEndpointRouteBuilder MapRuntimesApi(this IEndpointRouteBuilder app)
     {
-        var api = app.MapGroup("/api/runtimes").WithTags("Runtimes")
-            .ProducesProblem(StatusCodes.Status400BadRequest)
-            .ProducesProblem(StatusCodes.Status401Unauthorized)
-            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
-        api.MapPost("", RegisterAsync).WithName("RegisterRuntime").WithJsonBody<RegisterRuntimeRequest>().ProducesBodyProblems();
-        api.MapGet("", ListAsync).WithName("ListRuntimes");
-        api.MapGet("/{id}", GetAsync).WithName("GetRuntime").ProducesProblem(StatusCodes.Status404NotFound);
-        api.MapDelete("/{id}", DeleteAsync).WithName("DeleteRuntime").ProducesProblem(StatusCodes.Status404NotFound);
-        api.MapPost("/{id}/heartbeat", HeartbeatAsync).WithName("RuntimeHeartbeat").ProducesProblem(StatusCodes.Status404NotFound);
+        var api = app.MapGroup("/api/runtimes").WithTags(OpenApiContract.RuntimesTag)
+            .Answers(Problems.Catalog.Validation, Problems.Catalog.Unavailable, Problems.Catalog.Internal);
+        api.MapPost("", RegisterAsync).WithName("RegisterRuntime").WithJsonBody<RegisterRuntimeRequest>()
+            .WithSummary("Register a runtime")
+            .WithDescription("201 with the runtime's id and its secret token, and its `Location`. The token is shown only here: its heartbeats present it.");
+        api.MapGet("", ListAsync).WithName("ListRuntimes")
+            .WithQueryParameter("status", "Only the runtimes with this status.", new() { Type = JsonSchemaType.String, Enum = [JsonValue.Create("online"), JsonValue.Create("offline")] })
+            .WithQueryParameter("pageSize", "Runtimes per page.", OpenApiExtensions.Integer(1, RuntimeRegistry.MaxPageSize, DefaultPageSize))
+            .WithQueryParameter("page", "The `next` of the previous page; none for the first page.", new() { Type = JsonSchemaType.String, Format = "uuid" })
+            .WithSummary("List runtimes in id order, a page at a time");
+        api.MapGet("/{id}", GetAsync).WithName("GetRuntime").Answers(Problems.Catalog.NotFound)
+            .WithSummary("Get a runtime");
+        api.MapDelete("/{id}", DeleteAsync).WithName("DeleteRuntime").Answers(Problems.Catalog.NotFound)
+            .WithSummary("Delete a runtime");
+        api.MapPost("/{id}/heartbeat", HeartbeatAsync).WithName("RuntimeHeartbeat").RequiresRuntimeToken().Answers(Problems.Catalog.NotFound)
+            .WithSummary("Beat for a runtime")
+            .WithDescription("""
+                Needs the key and the runtime's token as `Authorization: Bearer <token>`. 202 when the beat was buffered in Redis,
+                200 when it was written at once (it brought the runtime back online). `beatIntervalSeconds` says when to beat next.
+                401 when the `Authorization` header is missing, is not one `Bearer <token>`, or holds a wrong token (`detail` says which).
+                """);
         return app;
     }
 
@@ -52,7 +69,7 @@ public static class RuntimesApi
                 _ => throw new ConveyorValidationException("status", "must be online or offline"),
             };
             var page = request.Query["page"].FirstOrDefault();
-            var pageSize = 100;
+            var pageSize = DefaultPageSize;
             if (request.Query["pageSize"].FirstOrDefault() is { } size
                 && (!int.TryParse(size, NumberStyles.None, CultureInfo.InvariantCulture, out pageSize) || pageSize is < 1 or > RuntimeRegistry.MaxPageSize))
             {

@@ -31,7 +31,7 @@ public sealed record RuntimeInfo(
     Guid Id, string Name, RuntimeStatus Status, DateTimeOffset? LastSeenAt, DateTimeOffset CreatedAt,
     [property: JsonConverter(typeof(RawJsonConverter))] string Metadata);
 
-/// <summary>A runtime just registered. <see cref="Token"/> is shown this once: only its SHA-256 hash is kept.</summary>
+/// <summary>A runtime just registered. Its token is shown this once: only its SHA-256 hash is kept.</summary>
 /// <param name="Id">Its id.</param>
 /// <param name="Token">The secret its beats must present.</param>
 /// <param name="Name">Its display name.</param>

@@ -2,6 +2,7 @@ using Conveyor.Storage;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using NpgsqlTypes;
 using StackExchange.Redis;
 
 namespace Conveyor.Presence;
@@ -26,7 +27,8 @@ internal enum SweepStep
 
 /// <summary>
 /// Marks offline the runtimes silent longer than the stale window (Redis time): online in PostgreSQL with
-/// an old last_seen_at, and no newer beat waiting in Redis. Safe to run on many instances at once.
+/// an old last_seen_at, and no newer beat waiting in Redis. An older beat still waiting there (acknowledged while
+/// PostgreSQL was away) goes into last_seen_at as the row goes offline. Safe to run on many instances at once.
 /// </summary>
 public sealed class StaleSweeper(NpgsqlDataSource dataSource, RedisConnection redis, IOptions<PresenceOptions> options, ILogger<StaleSweeper> logger)
 {
@@ -44,9 +46,12 @@ public sealed class StaleSweeper(NpgsqlDataSource dataSource, RedisConnection re
     // sequential or bitmap scan, in physical order. Here the sub-select locks every row first, in id order (its
     // FOR NO KEY UPDATE applies after the ORDER BY), re-checking the fence on the newest version of a row it
     // waited for; the UPDATE then finds only rows it already holds.
+    // last_seen_at takes the runtime's newest beat still buffered in Redis ($3, null when none): that beat was
+    // acknowledged, and the flush writes online rows only, so once this row is offline no flush would write it.
     private const string MarkOffline = """
-        UPDATE runtimes SET status = 'offline'
-        WHERE id = ANY(ARRAY(
+        UPDATE runtimes r SET status = 'offline', last_seen_at = GREATEST(r.last_seen_at, b.seen)
+        FROM unnest($1::uuid[], $3::timestamptz[]) AS b(id, seen)
+        WHERE r.id = b.id AND r.id = ANY(ARRAY(
             SELECT id FROM runtimes
             WHERE id = ANY($1::uuid[]) AND status = 'online' AND last_seen_at < $2
             ORDER BY id
@@ -90,17 +95,22 @@ public sealed class StaleSweeper(NpgsqlDataSource dataSource, RedisConnection re
             // one offline: released runtimes that are alive come back to the online set with their next beat.
             await StepAsync(SweepStep.Release);
             var stale = new List<Guid>();
+            var buffered = new List<DateTime?>();
             foreach (var chunk in candidates.Chunk(ReleaseChunk))
             {
                 var released = (RedisResult[])(await PresenceScripts.ReleaseStale.RunAsync(
                     db, PresenceKeys.OnlineBeatsAndFlushing,
                     [cutoffMs, .. chunk.Select(id => (RedisValue)RuntimeCredentials.Canonical(id))]))!;
-                stale.AddRange(released.Select(s => Guid.Parse((string)s!)));
+                for (var i = 0; i < released.Length; i += 2)
+                {
+                    stale.Add(Guid.Parse((string)released[i]!));
+                    buffered.Add((long)released[i + 1] is > 0 and var ms ? RedisTime.ToUtc(ms) : null);
+                }
             }
             if (stale.Count > 0)
             {
                 await StepAsync(SweepStep.MarkOffline);
-                swept += await MarkOfflineAsync([.. stale], cutoff, cancellationToken);
+                swept += await MarkOfflineAsync([.. stale], cutoff, [.. buffered], cancellationToken);
             }
             if (candidates.Count < settings.SweepBatchSize)
             {
@@ -130,11 +140,12 @@ public sealed class StaleSweeper(NpgsqlDataSource dataSource, RedisConnection re
         return ids;
     }
 
-    private async Task<long> MarkOfflineAsync(Guid[] ids, DateTime cutoff, CancellationToken cancellationToken)
+    private async Task<long> MarkOfflineAsync(Guid[] ids, DateTime cutoff, DateTime?[] buffered, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand(MarkOffline);
         command.Parameters.AddWithValue(ids);
         command.Parameters.AddWithValue(cutoff);
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.TimestampTz, Value = buffered });
         return await command.ExecuteNonQueryAsync(cancellationToken);
     }
 }

@@ -16,7 +16,10 @@ public static partial class JobValidation
     /// <summary>Farthest ahead a job may be scheduled.</summary>
     public static readonly TimeSpan MaxScheduleAhead = TimeSpan.FromDays(365);
 
-    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", RegexOptions.CultureInvariant)]
+    /// <summary>What queue names and job types match.</summary>
+    public const string NamePatternText = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$";
+
+    [GeneratedRegex(NamePatternText, RegexOptions.CultureInvariant)]
     private static partial Regex NamePattern();
 
     [GeneratedRegex("^[A-Za-z0-9](?:[A-Za-z0-9._~-]{0,126}[A-Za-z0-9])?$", RegexOptions.CultureInvariant)]

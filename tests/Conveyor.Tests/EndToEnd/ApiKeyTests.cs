@@ -7,9 +7,9 @@ namespace Conveyor.Tests.EndToEnd;
 
 /// <summary>
 /// API keys, on the self-host only: there Conveyor checks <c>Conveyor:Api:Keys</c> itself. In Azure Functions the host
-/// checks its function keys (every route but health is <c>AuthorizationLevel.Function</c>) before the worker sees the
-/// request, so a test host that plays the host cannot test them; WorkerIndexingTests checks that the
-/// worker asks the host for a key on every route but health.
+/// checks its function keys (every route but health and the OpenAPI document is <c>AuthorizationLevel.Function</c>)
+/// before the worker sees the request, so a test host that plays the host cannot test them; WorkerIndexingTests checks
+/// that the worker asks the host for a key on every route but those two.
 /// </summary>
 public sealed class ApiKeyTests
 {

@@ -42,7 +42,7 @@ public sealed class ProblemResponsesOnSelfHost(SelfHostApp app) : ProblemRespons
 
         foreach (var (path, allowed) in ConcretePaths(_app.Routes(), queue))
         {
-            foreach (var method in allowed.Where(_ => path != "/api/health"))
+            foreach (var method in allowed.Where(_ => path is not ("/api/health" or "/api/openapi.json")))
             {
                 using var request = new HttpRequestMessage(new HttpMethod(method), path);
                 await BadInputTests.AssertProblemAsync(await _app.Server.Anonymous.SendAsync(request), HttpStatusCode.Unauthorized, "unauthorized", $"{method} {path}");

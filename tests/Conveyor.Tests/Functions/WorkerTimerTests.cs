@@ -212,7 +212,7 @@ public sealed class WorkerTimerTests(TimerWorkerApp app)
 public sealed class WorkerIndexingTests(TimerWorkerApp app)
 {
     [Fact]
-    public async Task The_worker_indexes_the_self_hosts_routes_the_five_timers_and_the_wake_queue_trigger_and_asks_the_host_for_a_key_on_all_but_health()
+    public async Task The_worker_indexes_the_self_hosts_routes_the_five_timers_and_the_wake_queue_trigger_and_asks_the_host_for_a_key_on_all_but_health_and_the_openapi_document()
     {
         var routes = new List<string>();
         var anonymous = new List<string>();
@@ -244,7 +244,7 @@ public sealed class WorkerIndexingTests(TimerWorkerApp app)
 
         await using var server = await SelfHostServer.StartAsync(TestRedis.UniqueQueue("routes"));
         Assert.Equal(server.Routes(), routes.Order());
-        Assert.Equal(["GET /api/health"], anonymous); // every other route: the host checks the function key
+        Assert.Equal(["GET /api/health", "GET /api/openapi.json"], anonymous.Order()); // every other route: the host checks the function key
         Assert.Equal(["Custodian", "HeartbeatFlush", "Processor", "Scheduler", "StaleSweeper"], timers.Order());
         Assert.Equal(["Wake %ConveyorWakeQueue% AzureWebJobsStorage"], queues); // the one function scaled by the wake queue's length
     }

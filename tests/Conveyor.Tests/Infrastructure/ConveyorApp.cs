@@ -82,6 +82,7 @@ public abstract class ConveyorApp : IAsyncLifetime, IAsyncDisposable
 public class SelfHostApp : ConveyorApp
 {
     private SelfHostServer? _server;
+    private bool _disposed;
 
     public SelfHostServer Server => _server ?? throw new InvalidOperationException("the self-host has not started");
 
@@ -102,10 +103,10 @@ public class SelfHostApp : ConveyorApp
 
     public override async Task DisposeAsync()
     {
-        if (_server is not null)
+        if (_server is not null && !_disposed)
         {
+            _disposed = true;
             await _server.DisposeAsync();
-            _server = null;
         }
     }
 }
@@ -120,6 +121,7 @@ public class FunctionsWorkerApp : ConveyorApp
     private FunctionsWorkerHost? _host;
     private TestDatabase? _database;
     private HttpClient? _client;
+    private bool _disposed;
 
     /// <summary>Whether the host invokes the timers on their schedules (default) or only when a test asks.</summary>
     public bool RunTimersOnSchedule { get; init; } = true;
@@ -168,17 +170,19 @@ public class FunctionsWorkerApp : ConveyorApp
 
     public override async Task DisposeAsync()
     {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
         _client?.Dispose();
-        _client = null;
         if (_host is not null)
         {
-            await _host.DisposeAsync();
-            _host = null;
+            await _host.DisposeAsync(); // its logs and metadata stay readable
         }
         if (_database is not null)
         {
             await _database.DisposeAsync();
-            _database = null;
         }
     }
 }

@@ -44,7 +44,7 @@ public sealed class EngineHost : IAsyncDisposable
         Build(cluster ? await TestRedis.GetClusterAsync() : await TestRedis.GetAsync(), settings, own: false, wake);
 
     /// <summary>
-    /// The engine on a Redis of the test's own (a dedicated server, or a <see cref="FaultyProxy"/> in front of one), with
+    /// The engine on a Redis of the test's own (a dedicated server, or a <see cref="Conveyor.Testing.FaultProxy"/> in front of one), with
     /// client timeouts of <paramref name="timeoutMs"/> so that a stalled Redis times calls out quickly. <see cref="Db"/>
     /// goes through the same connection.
     /// </summary>

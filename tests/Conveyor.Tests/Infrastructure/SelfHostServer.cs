@@ -73,11 +73,10 @@ public sealed class SelfHostServer : IAsyncDisposable
         return new SelfHostServer(app, probe, new Uri(address), database);
     }
 
-    /// <summary>The API's route table as <c>METHOD /api/route</c>, sorted (the OpenAPI document left out: Functions does not serve it).</summary>
+    /// <summary>The API's route table as <c>METHOD /api/route</c>, sorted.</summary>
     public IReadOnlyList<string> Routes() =>
         [.. App.Services.GetRequiredService<EndpointDataSource>().Endpoints
             .OfType<RouteEndpoint>()
-            .Where(e => e.RoutePattern.RawText != "/api/openapi.json")
             .SelectMany(e => e.Metadata.GetMetadata<IHttpMethodMetadata>()!.HttpMethods.Select(m => $"{m} /{e.RoutePattern.RawText!.Trim('/')}"))
             .Order()];
 

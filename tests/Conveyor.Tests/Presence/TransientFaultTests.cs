@@ -1,4 +1,5 @@
 using Conveyor.Presence;
+using Conveyor.Testing;
 using Conveyor.Tests.Infrastructure;
 using Npgsql;
 
@@ -37,7 +38,7 @@ public sealed class TransientFaultTests(PresenceDatabase fixture) : IClassFixtur
         {
             if (step == FlushStep.Write && ++writes == 2)
             {
-                (fault == "stopped" ? (Action)proxy.Cut : proxy.Stall)();
+                (fault == "stopped" ? (Action)proxy.Refuse : proxy.Stall)();
                 lost.SetResult();
             }
             return Task.CompletedTask;
@@ -59,7 +60,7 @@ public sealed class TransientFaultTests(PresenceDatabase fixture) : IClassFixtur
             Assert.Equal(expected, await host.LastSeenAtAsync(runtime.Id));
         }
 
-        proxy.Restore();
+        proxy.Resume();
         await host.Flusher.RunOnceAsync(CancellationToken.None);
 
         Assert.Equal(0, await host.BufferedCountAsync());
@@ -90,7 +91,7 @@ public sealed class TransientFaultTests(PresenceDatabase fixture) : IClassFixtur
         {
             if (step == SweepStep.MarkOffline && ++marks == 2)
             {
-                proxy.Cut();
+                proxy.Refuse();
             }
             return Task.CompletedTask;
         };
@@ -105,7 +106,7 @@ public sealed class TransientFaultTests(PresenceDatabase fixture) : IClassFixtur
         Assert.Equal(new BeatResult(BeatOutcome.Synchronous, FlippedOnline: false, back.SeenAt), back);
         Assert.True(await host.KnownOnlineAsync(r[2].Id));
 
-        proxy.Restore();
+        proxy.Resume();
         var sweep = await host.Sweeper.RunOnceAsync(CancellationToken.None);
 
         Assert.Equal(2, sweep.Swept);
@@ -136,7 +137,7 @@ public sealed class TransientFaultTests(PresenceDatabase fixture) : IClassFixtur
         await frozen.Task;
         var beat = await host.Heartbeats.BeatAsync(runtimes[0].Id.ToString(), runtimes[0].Token);
         Assert.Equal(BeatOutcome.Synchronous, beat.Outcome);
-        proxy.Restore();
+        proxy.Resume();
 
         Assert.Equal(1, (await sweep).Swept);
         Assert.Equal("online", await host.StatusAsync(runtimes[0].Id));
@@ -144,14 +145,14 @@ public sealed class TransientFaultTests(PresenceDatabase fixture) : IClassFixtur
         Assert.Equal("offline", await host.StatusAsync(runtimes[1].Id));
     }
 
-    private TcpProxy StartProxy()
+    private FaultProxy StartProxy()
     {
         var server = new NpgsqlConnectionStringBuilder(fixture.Database.ConnectionString);
-        return TcpProxy.Start(server.Host!, server.Port);
+        return FaultProxy.Start(server.Host!, server.Port);
     }
 
     /// <summary>The test database through <paramref name="proxy"/>; a frozen server fails a command after a few times <paramref name="commandTimeout"/> s.</summary>
-    private string ProxiedConnectionString(TcpProxy proxy, int commandTimeout) =>
+    private string ProxiedConnectionString(FaultProxy proxy, int commandTimeout) =>
         new NpgsqlConnectionStringBuilder(fixture.Database.ConnectionString)
         {
             Host = "127.0.0.1",

@@ -1,4 +1,5 @@
 using Conveyor.Queue;
+using Conveyor.Testing;
 using Conveyor.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
@@ -8,7 +9,7 @@ namespace Conveyor.Tests.Queue;
 
 /// <summary>
 /// Processor sessions against a Redis that stalls, answers too late or goes away: each test runs the engine on a
-/// redis-server of its own (or a <see cref="FaultyProxy"/> in front of one) with 500 ms client timeouts.
+/// redis-server of its own (or a <see cref="FaultProxy"/> in front of one) with 500 ms client timeouts.
 /// </summary>
 public sealed class SessionFaultTests
 {
@@ -71,7 +72,7 @@ public sealed class SessionFaultTests
         // its bytes) while the custodian, on its own connection, does not visit: when it comes back, the consumer's
         // heartbeat is older than the timeout, but so is the custodian's last visit, so it may not take it for dead.
         using var redis = await TestRedis.StartDedicatedAsync();
-        await using var proxy = FaultyProxy.To(redis.Endpoint);
+        await using var proxy = FaultProxy.To(redis.Endpoint);
         await using var host = await EngineHost.StartOnAsync(proxy.Endpoint, FastSettings());
         await using var custodian = await EngineHost.StartOnAsync(redis.Endpoint, FastSettings(), timeoutMs: 5000);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -83,11 +84,11 @@ public sealed class SessionFaultTests
         await Wait.UntilAsync(() => host.Probe.Running == 4, "four handlers run");
         Assert.Equal(0, (await custodian.Custodian.RunOnceAsync(CancellationToken.None)).DeadConsumers);
 
-        proxy.Hold();
+        proxy.Stall();
         var stalled = await ServerNowAsync(custodian.Db);
         await Wait.UntilAsync(async () => await ServerNowAsync(custodian.Db) > stalled + 4000, "4 s pass without beats or visits");
         Assert.Equal(0, (await custodian.Custodian.RunOnceAsync(CancellationToken.None)).DeadConsumers);
-        proxy.Release();
+        proxy.Resume();
         var back = await ServerNowAsync(custodian.Db);
         await Wait.UntilAsync(async () =>
         {
@@ -106,7 +107,7 @@ public sealed class SessionFaultTests
     public async Task A_consumer_silent_for_the_timeout_while_the_custodian_watches_is_taken_for_dead()
     {
         using var redis = await TestRedis.StartDedicatedAsync();
-        await using var proxy = FaultyProxy.To(redis.Endpoint);
+        await using var proxy = FaultProxy.To(redis.Endpoint);
         await using var host = await EngineHost.StartOnAsync(proxy.Endpoint, FastSettings());
         await using var custodian = await EngineHost.StartOnAsync(redis.Endpoint, FastSettings(), timeoutMs: 5000);
         host.Probe.Behavior = (_, ct) => Task.Delay(Timeout.Infinite, ct);
@@ -115,10 +116,10 @@ public sealed class SessionFaultTests
         var session = RunningSession.Start(host, queue);
         await Wait.UntilAsync(() => host.Probe.Running == 1, "the handler runs");
 
-        proxy.Hold(); // this processor alone is cut off; the custodian keeps watching
+        proxy.Stall(); // this processor alone is cut off; the custodian keeps watching
         await Wait.UntilAsync(async () => (await custodian.Custodian.RunOnceAsync(CancellationToken.None)).DeadConsumers == 1, "the custodian takes it for dead");
         Assert.Equal(1, await custodian.Db.ListLengthAsync($"conveyor:{{{queue}}}:ready"));
-        proxy.Release();
+        proxy.Resume();
         // It had stopped claiming by itself at half the timeout, before the custodian took it for dead.
         Assert.Equal(SessionEnd.HeartbeatLost, (await session.Task.WaitAsync(TimeSpan.FromSeconds(30))).End);
     }
@@ -154,7 +155,7 @@ public sealed class SessionFaultTests
     public async Task A_claim_whose_reply_is_lost_is_reconciled_and_its_job_runs_once()
     {
         using var redis = await TestRedis.StartDedicatedAsync();
-        await using var proxy = FaultyProxy.To(redis.Endpoint);
+        await using var proxy = FaultProxy.To(redis.Endpoint);
         await using var host = await EngineHost.StartOnAsync(proxy.Endpoint, FastSettings(new() { ["Conveyor:Processor:IdlePollInterval"] = "00:00:00.05" }));
         using var direct = await ConnectionMultiplexer.ConnectAsync(redis.Endpoint);
         var queue = TestRedis.UniqueQueue();
@@ -168,7 +169,7 @@ public sealed class SessionFaultTests
         var id = (await producer.EnqueueAsync(queue, new JobRequest("probe", "1"))).Id;
         await Wait.UntilAsync(async () => (await direct.GetDatabase().SortedSetScoreAsync(await InflightKeyAsync(direct, queue), id)).HasValue, "the job is claimed on the server");
         await Wait.UntilAsync(() => host.Logs.Entries.Any(e => e.Message.Contains("claim failed", StringComparison.Ordinal)), "the claim times out on the client");
-        proxy.Release();
+        proxy.Resume();
 
         await Wait.UntilAsync(() => host.Probe.RunsOf(id) == 1, "the job whose claim reply was lost runs");
         await Wait.UntilAsync(async () => await host.Admin.GetJobAsync(queue, id) is null, "it is acked");
@@ -182,7 +183,7 @@ public sealed class SessionFaultTests
     public async Task A_session_that_cannot_heartbeat_stops_claiming_and_ends()
     {
         using var redis = await TestRedis.StartDedicatedAsync();
-        await using var proxy = FaultyProxy.To(redis.Endpoint);
+        await using var proxy = FaultProxy.To(redis.Endpoint);
         await using var host = await EngineHost.StartOnAsync(proxy.Endpoint, FastSettings());
         var queue = TestRedis.UniqueQueue();
         await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "0"));
