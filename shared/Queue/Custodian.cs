@@ -56,7 +56,8 @@ public sealed class Custodian(
     IOptions<CustodianOptions> options,
     IOptions<ProcessorOptions> processorOptions,
     IOptions<RuntimeOptions> runtimeOptions,
-    ILogger<Custodian> logger)
+    ILogger<Custodian> logger,
+    WakeGate? wake = null)
 {
     /// <summary>Runtime consumers of a queue read per call.</summary>
     private const int RuntimePage = 1000;
@@ -255,6 +256,7 @@ public sealed class Custodian(
         var gapMs = timeoutMs - (long)processorOptions.Value.HeartbeatInterval.TotalMilliseconds;
         // The candidates only; the recover script re-checks each on Redis time.
         var watched = (RedisResult[])(await LuaScripts.Watch.RunAsync(db, [keys.Consumers, keys.Watch], [timeoutMs, gapMs]))!;
+        var requeuedBefore = total.Requeued;
         foreach (var consumer in watched.Skip(1).Select(r => (RedisValue)r))
         {
             var counted = false;
@@ -283,6 +285,11 @@ public sealed class Custodian(
             }
         }
         await ReleaseRuntimeClaimsAsync(db, keys, look, presence, total, cancellationToken);
+        if (total.Requeued > requeuedBefore && wake is not null)
+        {
+            // Recovered jobs are ready again, and their consumers are gone: the backlog may need sessions elsewhere.
+            await wake.WakeAsync(keys.Queue, cancellationToken);
+        }
         bool more;
         do
         {

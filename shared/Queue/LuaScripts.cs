@@ -18,6 +18,8 @@ internal static class LuaScripts
     public static readonly RedisScript ReturnUnstarted = Load("return_unstarted");
     public static readonly RedisScript Deregister = Load("deregister");
     public static readonly RedisScript Promote = Load("promote");
+    public static readonly RedisScript Wake = Load("wake");
+    public static readonly RedisScript Unserved = Load("unserved");
     public static readonly RedisScript Watch = Load("watch");
     public static readonly RedisScript Recover = Load("recover");
     public static readonly RedisScript RequeueDead = Load("requeue_dead");
@@ -64,6 +66,7 @@ internal static class LuaScripts
     /// <summary>Every script on one queue's keys, for tests that check them all.</summary>
     public static IReadOnlyList<RedisScript> All { get; } =
     [
+        Wake, Unserved,
         Enqueue, Beat, Claim, Ack, Retry, Kill, ReturnUnstarted, Deregister, Promote, Watch, Recover, RequeueDead, DeleteDead, TrimDead, IdleQueue,
         Extend, WatchRuntimes, Release,
     ];

@@ -33,6 +33,8 @@ internal sealed class QueueKeys
         Payloads = prefix + "payloads";
         Registered = prefix + "registered";
         Idle = prefix + "idle";
+        Wake = prefix + "wake";
+        Unserved = prefix + "unserved";
         Watch = prefix + "watch";
         Ready = prefix + "ready";
         Scheduled = prefix + "scheduled";
@@ -60,6 +62,12 @@ internal sealed class QueueKeys
 
     /// <summary>Since when (ms, Redis time) the custodian has seen the queue empty.</summary>
     public RedisKey Idle { get; }
+
+    /// <summary>The wake slot: present while a post of wake-ups holds this interval (<c>SET NX PX</c>, see wake.lua).</summary>
+    public RedisKey Wake { get; }
+
+    /// <summary>Since when (ms, Redis time) the scheduler has seen the queue with ready jobs and no live consumer (see unserved.lua).</summary>
+    public RedisKey Unserved { get; }
 
     /// <summary>The custodian's last visit and since when it has watched without a gap: <c>last|since</c> (ms, Redis time).</summary>
     public RedisKey Watch { get; }

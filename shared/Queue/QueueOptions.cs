@@ -30,6 +30,15 @@ public sealed class QueueOptions
     /// </summary>
     [Range(1, 100_000)]
     public int MaxQueues { get; set; } = 1000;
+
+    /// <summary>
+    /// A queue with ready jobs and no live consumer for this long is reported unserved (a warning log, the metric
+    /// <c>conveyor.queue.unserved</c>, <c>unservedSince</c> in <c>GET /api/queues</c>): nothing processes it, e.g. no
+    /// processor lists it in <c>Conveyor:Processor:Queues</c>. The scheduler checks on each pass. Default: 1 min.
+    /// Bounds: 1 s to 1 day.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+    public TimeSpan UnservedAfter { get; set; } = TimeSpan.FromMinutes(1);
 }
 
 /// <summary>How processors claim and run jobs. Section <c>Conveyor:Processor</c>.</summary>
@@ -37,9 +46,27 @@ public sealed class ProcessorOptions
 {
     public const string Section = "Conveyor:Processor";
 
-    /// <summary>Queues a processor serves, one session each. Default: <c>["default"]</c>.</summary>
-    [MinLength(1)]
-    public string[] Queues { get; set; } = ["default"];
+    /// <summary>Stands for every known queue in <see cref="Queues"/>.</summary>
+    public const string AllQueues = "*";
+
+    /// <summary>
+    /// Queues a processor serves, one session each. <c>*</c> (or nothing) is every known queue: the registry, which lists
+    /// a queue from its first job; a long-running host (the self-host) picks up new queues as they appear, a bounded
+    /// session (Functions timer) serves those with ready jobs. Default: every known queue.
+    /// </summary>
+    public string[] Queues { get; set; } = [];
+
+    /// <summary>
+    /// A bounded session (the Functions timer's, or one a wake-up starts) ends after finding nothing to claim, with no
+    /// job in hand, for this long: an idle app runs no session, so it can scale to zero. Default: 10 s. Bounds: 100 ms to
+    /// 10 min; at least <see cref="IdlePollInterval"/> and at most <see cref="SessionDuration"/>. A session of the
+    /// self-host runs until it stops, whatever this says.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.1", "00:10:00")]
+    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Whether <see cref="Queues"/> means every known queue (empty, or <c>*</c>).</summary>
+    public bool ServesEveryQueue => Queues.Length == 0 || Queues.Contains(AllQueues);
 
     /// <summary>Handlers running at once, per queue. Default: 16. Bounds: 1 to 1024.</summary>
     [Range(1, 1024)]

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Conveyor.Queue;
 using Conveyor.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 using StackExchange.Redis;
 
 namespace Conveyor.Tests.Queue;
@@ -18,7 +19,7 @@ public sealed class ClusterTests
     [Fact]
     public async Task Every_script_runs_on_a_redis_cluster_with_all_its_keys_in_one_hash_slot()
     {
-        await using var host = await EngineHost.StartAsync(cluster: true);
+        await using var host = await EngineHost.StartAsync(cluster: true, wake: new RecordingWakeSender());
         var queue = TestRedis.UniqueQueue("cluster");
         host.Probe.Behavior = (job, _) => job.Payload == "\"fail\"" ? throw new InvalidOperationException("no") : Task.CompletedTask;
 
@@ -27,6 +28,8 @@ public sealed class ClusterTests
         var retried = await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "\"fail\"") { MaxAttempts = 2 });
         var killed = await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "\"fail\"") { MaxAttempts = 1 });
         var delayed = await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "2") { Delay = TimeSpan.FromMilliseconds(1) });
+        // wake
+        await host.Services.GetRequiredService<WakeGate>().WakeAsync(queue, CancellationToken.None);
         await using (var session = RunningSession.Start(host, queue))
         {
             await Wait.UntilAsync(async () => (await host.Admin.GetJobAsync(queue, killed.Id))?.State == JobState.Dead
