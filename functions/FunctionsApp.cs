@@ -1,3 +1,5 @@
+using Azure.Core;
+using Conveyor.Functions.Queues;
 using Conveyor.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -12,5 +14,6 @@ public static class FunctionsApp
 {
     public static ConveyorBuilder AddConveyorFunctions(this IServiceCollection services, IConfiguration configuration) =>
         services.AddConveyor(configuration)
-            .AddJobHandler<EchoJobHandler>("echo");
+            .AddJobHandler<EchoJobHandler>("echo")
+            .UseWakeSender(services => new StorageWakeSender(configuration, services.GetRequiredService<TokenCredential>()));
 }

@@ -42,10 +42,10 @@ param privateNetworking bool = false
 
 // ---- Function app (Flex Consumption) ----
 
-@description('Most instances per function group (Flex Consumption, 40-1000). The HTTP functions share one group; each timer function is its own group and runs on one instance. Bounded by the PostgreSQL connection budget below.')
+@description('Most instances per function group (Flex Consumption, 40-1000). The HTTP functions share one group, the queue-triggered Wake function (processor sessions woken by a backlog) is another; each timer function is its own group and runs on one instance. Bounded by the PostgreSQL connection budget below: with the default pool (3) and SKU (B2s), 3 x (2 x 60 + 5) + 5 = 380 of 414 user connections.')
 @minValue(40)
 @maxValue(1000)
-param maximumInstanceCount int = 100
+param maximumInstanceCount int = 60
 
 @description('Memory per instance in MB (Flex Consumption).')
 @allowed([512, 2048, 4096])
@@ -197,9 +197,9 @@ var postgresAzureReservedConnections = 15
 // The hooks' own sessions (psql, the migration's pool) and an administrator's psql.
 var postgresOperatorConnections = 5
 // Flex Consumption scales per function group. Scaled groups reach maximumInstanceCount: `http` (every HTTP
-// function). Each timer function is a group of its own that runs on one instance (its listener is a blob-lease
+// function) and `function:Wake` (the wake queue's trigger). Each timer function is a group of its own that runs on one instance (its listener is a blob-lease
 // singleton). Keep these in step with functions/: InfraTemplateTests counts the triggers there.
-var scaledFunctionGroups = 1
+var scaledFunctionGroups = 2
 var singleInstanceFunctionGroups = 5
 var appInstances = maximumInstanceCount * scaledFunctionGroups + singleInstanceFunctionGroups
 var postgresConnectionHeadroom = postgresSkus[postgresSkuName].maxConnections - postgresAzureReservedConnections - postgresOperatorConnections - postgresMaxPoolSize * appInstances
@@ -212,6 +212,8 @@ var names = {
   applicationInsights: 'appi-conveyor-${resourceToken}'
   storage: 'stconveyor${take(resourceToken, 12)}'
   deploymentContainer: 'app-package'
+  // Must equal functions/Queues/StorageWakeSender.DefaultQueue and local.settings.sample.json's ConveyorWakeQueue.
+  wakeQueue: 'conveyor-wake'
   plan: 'plan-conveyor-${resourceToken}'
   functionApp: 'func-conveyor-${resourceToken}'
   redis: 'redis-conveyor-${resourceToken}'
@@ -254,6 +256,7 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     storageAccountName: names.storage
     deploymentContainerName: names.deploymentContainer
+    wakeQueueName: names.wakeQueue
     principalId: identity.properties.principalId
     publicNetworkAccess: !privateNetworking
   }
@@ -340,6 +343,8 @@ module functionApp 'modules/function-app.bicep' = {
     storageAccountName: storage.outputs.storageAccountName
     storageBlobEndpoint: storage.outputs.blobEndpoint
     deploymentContainerName: storage.outputs.deploymentContainerName
+    storageQueueEndpoint: storage.outputs.queueEndpoint
+    wakeQueueName: storage.outputs.wakeQueueName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     redisHostName: redis.outputs.hostName
     redisPort: redis.outputs.port

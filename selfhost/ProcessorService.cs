@@ -4,7 +4,8 @@ using Microsoft.Extensions.Options;
 namespace Conveyor.SelfHost;
 
 /// <summary>
-/// Runs a processor session per configured queue continuously, restarting one that fails (Redis away).
+/// Runs a processor session per configured queue continuously, restarting one that fails (Redis away); serving every
+/// known queue (the default), it looks for new queues every <see cref="DiscoveryInterval"/>.
 /// On shutdown each session ends the way the engine defines: stop claiming, let running handlers
 /// finish within the grace period, hand unstarted jobs back, deregister.
 /// </summary>
@@ -13,8 +14,47 @@ internal sealed class ProcessorService(Processor processor, IOptions<ProcessorOp
 {
     private static readonly TimeSpan RestartDelay = TimeSpan.FromSeconds(2);
 
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-        Task.WhenAll(options.Value.Queues.Select(queue => KeepRunningAsync(queue, stoppingToken)));
+    /// <summary>How soon a queue's first job gets a session here when every known queue is served.</summary>
+    internal static readonly TimeSpan DiscoveryInterval = TimeSpan.FromSeconds(2);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var running = new Dictionary<string, Task>(StringComparer.Ordinal);
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                foreach (var queue in await processor.QueuesToServeAsync(readyOnly: false, stoppingToken))
+                {
+                    if (!running.ContainsKey(queue))
+                    {
+                        running[queue] = KeepRunningAsync(queue, stoppingToken);
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException)
+            {
+                logger.LogWarning(ex, "Could not list the queues to serve; trying again in {Delay}", DiscoveryInterval);
+            }
+            if (!options.Value.ServesEveryQueue)
+            {
+                break;
+            }
+            try
+            {
+                await Task.Delay(DiscoveryInterval, stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+        }
+        await Task.WhenAll(running.Values);
+    }
 
     private async Task KeepRunningAsync(string queue, CancellationToken stoppingToken)
     {

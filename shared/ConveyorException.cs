@@ -18,6 +18,25 @@ public sealed class ConveyorValidationException(string field, string message)
 }
 
 /// <summary>
+/// A runtime may not do what it asked: <see cref="Access"/> says why (unknown, wrong token, or offline while it asked to
+/// claim). Nothing changed.
+/// </summary>
+public sealed class RuntimeAccessException(string runtimeId, Presence.RuntimeAccess access)
+    : ConveyorException(access switch
+    {
+        Presence.RuntimeAccess.NotFound => $"No runtime '{runtimeId}'",
+        Presence.RuntimeAccess.Unauthorized => "The bearer token is not this runtime's token",
+        _ => $"Runtime '{runtimeId}' is offline: it must beat (POST /api/runtimes/{runtimeId}/heartbeat) before it claims jobs",
+    })
+{
+    /// <summary>The runtime's id as given.</summary>
+    public string RuntimeId { get; } = runtimeId;
+
+    /// <summary>NotFound, Unauthorized or Offline.</summary>
+    public Presence.RuntimeAccess Access { get; } = access;
+}
+
+/// <summary>
 /// A job was sent to a queue the registry does not list while the registry already holds
 /// <see cref="MaxQueues"/> queues (<c>Conveyor:Queue:MaxQueues</c>). Nothing was written.
 /// </summary>

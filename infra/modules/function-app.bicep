@@ -58,6 +58,12 @@ param postgresDatabaseName string
 @maxValue(100)
 param postgresMaxPoolSize int
 
+@description('Queue endpoint of that storage account (https://<account>.queue.core.windows.net/).')
+param storageQueueEndpoint string
+
+@description('Storage queue of wake-ups: the Wake function\'s trigger (%ConveyorWakeQueue%) and where the app posts them.')
+param wakeQueueName string
+
 @description('Subnet for VNet integration (delegated to Microsoft.App/environments). Empty: no VNet integration (public networking).')
 param virtualNetworkSubnetId string = ''
 
@@ -145,6 +151,9 @@ resource app 'Microsoft.Web/sites@2025-03-01' = {
         { name: 'AzureWebJobsStorage__accountName', value: storageAccountName }
         { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
         { name: 'AzureWebJobsStorage__clientId', value: identityClientId }
+        // The wake queue's trigger and sender (StorageWakeSender) use the queue service with the same identity.
+        { name: 'AzureWebJobsStorage__queueServiceUri', value: storageQueueEndpoint }
+        { name: 'ConveyorWakeQueue', value: wakeQueueName }
         // Telemetry with Entra ingestion.
         { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: appInsights.properties.ConnectionString }
         { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'Authorization=AAD;ClientId=${identityClientId}' }

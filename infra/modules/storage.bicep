@@ -1,5 +1,5 @@
-// Storage for the Functions host (AzureWebJobsStorage: timer singleton leases, schedule status, keys) and for
-// the Flex Consumption deployment package. Shared-key access is disabled: everything authenticates with Entra.
+// Storage for the Functions host (AzureWebJobsStorage: timer singleton leases, schedule status, keys), for the
+// Flex Consumption deployment package, and for the wake queue (issue 11: backlogs wake processor sessions). Shared-key access is disabled: everything authenticates with Entra.
 
 @description('Azure region.')
 param location string
@@ -15,6 +15,9 @@ param storageAccountName string
 @description('Blob container that receives the Flex Consumption deployment package.')
 param deploymentContainerName string
 
+@description('Storage queue that carries wake-ups (the app\'s queue-triggered Wake function listens on it).')
+param wakeQueueName string
+
 @description('Principal (object) id of the app\'s user-assigned managed identity.')
 param principalId string
 
@@ -22,10 +25,12 @@ param principalId string
 param publicNetworkAccess bool = true
 
 // The host with identity-based AzureWebJobsStorage needs blob (leases, timer status, keys, deployment package)
-// and table (diagnostic events). HTTP + timer triggers use no queues, so no Queue Data Contributor yet.
+// and table (diagnostic events); the wake queue's trigger reads, deletes and (after maxDequeueCount failures) moves
+// messages to a poison queue it creates, and the app posts wake-ups: Queue Data Contributor.
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 }
 
 resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' = {
@@ -60,6 +65,16 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   properties: { publicAccess: 'None' }
 }
 
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2025-06-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource wakeQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2025-06-01' = {
+  parent: queueService
+  name: wakeQueueName
+}
+
 resource roleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   for role in items(roles): {
     name: guid(storage.id, principalId, role.value)
@@ -76,3 +91,5 @@ output storageAccountName string = storage.name
 output storageAccountId string = storage.id
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output deploymentContainerName string = deploymentContainer.name
+output queueEndpoint string = storage.properties.primaryEndpoints.queue
+output wakeQueueName string = wakeQueue.name

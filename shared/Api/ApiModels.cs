@@ -67,6 +67,57 @@ public sealed record RuntimeListResponse(IReadOnlyList<Conveyor.Presence.Runtime
 /// </summary>
 public sealed record HeartbeatResponse(string Outcome, bool FlippedOnline, DateTimeOffset? SeenAt, double BeatIntervalSeconds);
 
+/// <summary>Body of <c>POST /api/runtimes/{id}/claims</c>.</summary>
+public sealed record ClaimJobsRequest
+{
+    /// <summary>The queue to claim from.</summary>
+    [JsonRequired] public string Queue { get; init; } = "";
+
+    /// <summary>Most jobs to claim, 1–1000 (default 1). One claim brings at most 8 MiB of payloads (one job always).</summary>
+    public int? Max { get; init; }
+
+    /// <summary>
+    /// How long to wait for a job when none is ready, in seconds: 0 (default, answer at once) up to
+    /// <c>Conveyor:Runtimes:MaxClaimWait</c> (60 by default, 200 at most: Azure Functions cuts requests at 230 s).
+    /// </summary>
+    public double? WaitSeconds { get; init; }
+}
+
+/// <summary>The jobs a claim took (none when nothing became ready within the wait).</summary>
+/// <param name="Jobs">The claimed jobs; ack, fail or extend each with its <c>claim</c>.</param>
+/// <param name="ClaimTimeoutSeconds">A claim goes back to its queue this long after it was made or last extended (<c>Conveyor:Runtimes:ClaimTimeout</c>).</param>
+public sealed record ClaimJobsResponse(IReadOnlyList<Conveyor.Queue.RuntimeJob> Jobs, double ClaimTimeoutSeconds);
+
+/// <summary>Body of <c>POST /api/runtimes/{id}/claims/ack</c> and <c>…/claims/extend</c>.</summary>
+public sealed record ClaimsRequest
+{
+    /// <summary>1 to 1,000 claim tokens, each once, as the claim answered them.</summary>
+    [JsonRequired] public IReadOnlyList<string?> Claims { get; init; } = [];
+}
+
+/// <summary>Body of <c>POST /api/runtimes/{id}/claims/fail</c>.</summary>
+public sealed record FailClaimsRequest
+{
+    /// <summary>1 to 1,000 failed claims, each once.</summary>
+    [JsonRequired] public IReadOnlyList<ClaimFailureRequest?> Failures { get; init; } = [];
+}
+
+/// <summary>One failed claim.</summary>
+public sealed record ClaimFailureRequest
+{
+    /// <summary>The claim token.</summary>
+    [JsonRequired] public string Claim { get; init; } = "";
+
+    /// <summary>What went wrong: kept as the job's <c>lastError</c> (at most 4,096 characters; longer is cut).</summary>
+    [JsonRequired] public string Error { get; init; } = "";
+
+    /// <summary>True (default): another attempt after a backoff, while it has attempts left. False: to the dead set now.</summary>
+    public bool? Retry { get; init; }
+}
+
+/// <summary>Per-claim outcomes, in request order: a claim the runtime no longer holds is <c>lost</c> and nothing changed for it.</summary>
+public sealed record ClaimResultsResponse(IReadOnlyList<Conveyor.Queue.ClaimResult> Results);
+
 /// <summary>Whether the backing stores answer, and what the stale sweeper last decided (null when Redis did not answer).</summary>
 public sealed record HealthResponse(string Status, IReadOnlyDictionary<string, string> Checks, PresenceHealth? Presence);
 
@@ -94,4 +145,7 @@ public sealed record HealthResponse(string Status, IReadOnlyDictionary<string, s
 [JsonSerializable(typeof(RequeueResponse))]
 [JsonSerializable(typeof(HealthResponse))]
 [JsonSerializable(typeof(RegisterRuntimeRequest))]
+[JsonSerializable(typeof(ClaimJobsRequest))]
+[JsonSerializable(typeof(ClaimsRequest))]
+[JsonSerializable(typeof(FailClaimsRequest))]
 public sealed partial class ApiJson : JsonSerializerContext;

@@ -120,7 +120,12 @@ public static class OpenApiContract
         {
             new() { Name = HealthTag, Description = "Whether the backing stores (Redis, PostgreSQL) answer, and whether the stale sweeper is holding silent runtimes back (disruption mode). The one route that needs no key." },
             new() { Name = QueuesTag, Description = "Enqueue jobs, look them up, watch queue counts, and manage the dead set (jobs out of attempts)." },
-            new() { Name = RuntimesTag, Description = "Register worker runtimes and receive their heartbeats; list them with their online status." },
+            new()
+            {
+                Name = RuntimesTag,
+                Description = "Register worker runtimes and receive their heartbeats; list them with their online status. Online runtimes claim "
+                    + "jobs over HTTP (a long poll) and ack, fail or extend them with their claim tokens.",
+            },
         };
         var components = document.Components ??= new OpenApiComponents();
         components.SecuritySchemes = new Dictionary<string, IOpenApiSecurityScheme>
@@ -143,7 +148,7 @@ public static class OpenApiContract
             {
                 Type = SecuritySchemeType.Http,
                 Scheme = "bearer",
-                Description = "The runtime's token, which `POST /runtimes` answered once. Heartbeats need it besides the key.",
+                Description = "The runtime's token, which `POST /runtimes` answered once. Heartbeats and the claim routes need it besides the key.",
             },
         };
         components.Schemas ??= new Dictionary<string, IOpenApiSchema>();
@@ -289,7 +294,9 @@ public static class OpenApiContract
         }
         // The request bodies refuse unknown members (ApiJson: UnmappedMemberHandling.Disallow).
         if (context.JsonTypeInfo.Type == typeof(EnqueueJobRequest) || context.JsonTypeInfo.Type == typeof(EnqueueBatchRequest)
-            || context.JsonTypeInfo.Type == typeof(RegisterRuntimeRequest))
+            || context.JsonTypeInfo.Type == typeof(RegisterRuntimeRequest) || context.JsonTypeInfo.Type == typeof(ClaimJobsRequest)
+            || context.JsonTypeInfo.Type == typeof(ClaimsRequest) || context.JsonTypeInfo.Type == typeof(FailClaimsRequest)
+            || context.JsonTypeInfo.Type == typeof(ClaimFailureRequest))
         {
             schema.AdditionalPropertiesAllowed = false;
         }
@@ -334,10 +341,11 @@ public static class OpenApiContract
     {
         var text = new StringBuilder("""
             A Redis job queue and a runtime-presence service. Producers enqueue jobs; processors run them; worker runtimes
-            register and send heartbeats. The Azure Functions app and the self-host serve this same API and document.
+            register, send heartbeats, and may run jobs too: they claim them over HTTP and ack or fail them. The Azure Functions
+            app and the self-host serve this same API and document.
 
             **Keys.** Every route except `GET /health` (and this document) needs a key, in the `x-functions-key` header or the
-            `code` query parameter. A heartbeat also needs the runtime's token: `Authorization: Bearer <token>`.
+            `code` query parameter. A heartbeat and the claim routes also need the runtime's token: `Authorization: Bearer <token>`.
 
             **JSON bodies are strict**: UTF-8, camelCase names matched exactly, no unknown or repeated fields, no numbers as
             strings, and `null` only where a field allows it (400 `malformed-json` otherwise).

@@ -17,6 +17,10 @@ internal static class OpenApiExamples
     private const string JobId = "order-42";
     private static readonly DateTimeOffset At = new(2026, 3, 2, 9, 30, 0, TimeSpan.Zero);
     private static readonly Guid RuntimeId = Guid.Parse("0195f3b2-7c1e-7a4b-9d2e-5f8a1c3b4d6e");
+    private const string Claim = "default:1772443800000001:order-42";
+
+    /// <summary>The operations that need a runtime's bearer token besides the key.</summary>
+    private static readonly HashSet<string> RuntimeTokenOperations = ["RuntimeHeartbeat", "ClaimJobs", "AckClaims", "FailClaims", "ExtendClaims"];
 
     /// <summary>The request body of an operation, as a client sends it.</summary>
     public static JsonNode? Request(string operationId) => operationId switch
@@ -24,6 +28,9 @@ internal static class OpenApiExamples
         "EnqueueJob" => JsonNode.Parse("""{"type":"echo","payload":{"hello":"world"},"id":"order-42","delaySeconds":30,"maxAttempts":5}"""),
         "EnqueueJobs" => JsonNode.Parse("""{"jobs":[{"type":"echo","payload":1},{"type":"echo","payload":null,"id":"order-43"}]}"""),
         "RegisterRuntime" => JsonNode.Parse("""{"name":"agent-1","metadata":{"version":"1.2.0"}}"""),
+        "ClaimJobs" => JsonNode.Parse("""{"queue":"default","max":10,"waitSeconds":20}"""),
+        "AckClaims" or "ExtendClaims" => JsonNode.Parse($$"""{"claims":["{{Claim}}"]}"""),
+        "FailClaims" => JsonNode.Parse($$"""{"failures":[{"claim":"{{Claim}}","error":"SMTP 451: try again later","retry":true}]}"""),
         _ => null,
     };
 
@@ -48,6 +55,12 @@ internal static class OpenApiExamples
         ("GetRuntime", 200) => Runtime(),
         ("RuntimeHeartbeat", 202) => new HeartbeatResponse("buffered", false, At, 30),
         ("RuntimeHeartbeat", 200) => new HeartbeatResponse("synchronous", true, At, 30),
+        ("ClaimJobs", 200) => new ClaimJobsResponse(
+            [new RuntimeJob(JobId, Queue, "echo", """{"hello":"world"}""", 1, 5, At, Claim, At.AddMinutes(5), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")],
+            300),
+        ("AckClaims", 200) => new ClaimResultsResponse([new ClaimResult(Claim, ClaimOutcome.Acked)]),
+        ("FailClaims", 200) => new ClaimResultsResponse([new ClaimResult(Claim, ClaimOutcome.Retried)]),
+        ("ExtendClaims", 200) => new ClaimResultsResponse([new ClaimResult(Claim, ClaimOutcome.Extended) { ClaimExpiresAt = At.AddMinutes(5) }]),
         _ => null,
     };
 
@@ -60,7 +73,7 @@ internal static class OpenApiExamples
     public static ProblemDetails Problem(string operationId, ProblemType type)
     {
         var enqueue = operationId is "EnqueueJob" or "EnqueueJobs";
-        var runtimes = operationId.Contains("Runtime", StringComparison.Ordinal);
+        var runtimes = operationId.Contains("Runtime", StringComparison.Ordinal) || operationId.Contains("Claim", StringComparison.Ordinal);
         Exception? mapped = type.Type switch
         {
             Problems.Types.Validation => operationId switch
@@ -70,10 +83,14 @@ internal static class OpenApiExamples
                 "ListDeadJobs" => new ConveyorValidationException("pageSize", $"must be a whole number from 1 to {Paging.MaxPageSize}"),
                 "RegisterRuntime" => new ConveyorValidationException("name", "must be 1 to 200 characters"),
                 "ListRuntimes" => new ConveyorValidationException("status", "must be online or offline"),
+                "ClaimJobs" => new ConveyorValidationException("max", $"must be between 1 and {RuntimeClaims.MaxBatch}"),
+                "AckClaims" or "ExtendClaims" => new ConveyorValidationException("claims[0]", "is not a claim token (queue:token:job id, as the claim answered)"),
+                "FailClaims" => new ConveyorValidationException("failures[0].claim", "is not a claim token (queue:token:job id, as the claim answered)"),
                 _ when runtimes => new ConveyorValidationException("id", "must be a UUID"),
                 _ => new ConveyorValidationException("queue", "must match " + JobValidation.NamePatternText),
             },
             Problems.Types.QueueLimit => new ConveyorQueueLimitException("reports", 1000),
+            Problems.Types.RuntimeOffline => new RuntimeAccessException(RuntimeId.ToString(), RuntimeAccess.Offline),
             Problems.Types.Unavailable when enqueue =>
                 new EnqueueUnconfirmedException(Queue, [JobId], new RedisTimeoutException("Timeout awaiting response", CommandStatus.Sent)),
             Problems.Types.Unavailable when runtimes => new Npgsql.NpgsqlException("Exception while connecting", new TimeoutException()),
@@ -96,7 +113,7 @@ internal static class OpenApiExamples
                 _ when runtimes => $"No runtime '{RuntimeId}'",
                 _ => $"No dead job '{JobId}' in queue '{Queue}'",
             }).ProblemDetails,
-            Problems.Types.Unauthorized => Problems.Unauthorized(operationId == "RuntimeHeartbeat"
+            Problems.Types.Unauthorized => Problems.Unauthorized(RuntimeTokenOperations.Contains(operationId)
                 ? "The bearer token is not this runtime's token"
                 : "Send a function key in the x-functions-key header or the code query parameter").ProblemDetails,
             Problems.Types.Internal => new ProblemDetails

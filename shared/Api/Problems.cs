@@ -26,6 +26,7 @@ public static class Problems
         public const string Unauthorized = "urn:conveyor:problem:unauthorized";
         public const string Unavailable = "urn:conveyor:problem:unavailable";
         public const string QueueLimit = "urn:conveyor:problem:queue-limit";
+        public const string RuntimeOffline = "urn:conveyor:problem:runtime-offline";
         public const string RouteNotFound = "urn:conveyor:problem:route-not-found";
         public const string MethodNotAllowed = "urn:conveyor:problem:method-not-allowed";
         public const string Internal = "urn:conveyor:problem:internal";
@@ -58,6 +59,9 @@ public static class Problems
         public static readonly ProblemType QueueLimit = new(Types.QueueLimit, StatusCodes.Status409Conflict, "Too many queues",
             "the job is for a new queue and the registry already lists `Conveyor:Queue:MaxQueues` queues");
 
+        public static readonly ProblemType RuntimeOffline = new(Types.RuntimeOffline, StatusCodes.Status409Conflict, "The runtime is offline",
+            "a runtime asked to claim while offline (it never beat, or the sweeper marked it offline): beat, then claim");
+
         public static readonly ProblemType Unavailable = new(Types.Unavailable, StatusCodes.Status503ServiceUnavailable, "A backing store is unavailable",
             "Redis connection or timeout error, or a transient PostgreSQL error: retry (an enqueue's problem carries `ids`: retry with them)");
 
@@ -72,7 +76,7 @@ public static class Problems
 
         /// <summary>All of them, in the README's order.</summary>
         public static IReadOnlyList<ProblemType> All { get; } =
-            [Validation, MalformedJson, UnsupportedMediaType, PayloadTooLarge, NotFound, Unauthorized, QueueLimit, Unavailable, RouteNotFound, MethodNotAllowed, Internal];
+            [Validation, MalformedJson, UnsupportedMediaType, PayloadTooLarge, NotFound, Unauthorized, QueueLimit, RuntimeOffline, Unavailable, RouteNotFound, MethodNotAllowed, Internal];
     }
 
     public static ProblemHttpResult Validation(string field, string detail) =>
@@ -90,6 +94,8 @@ public static class Problems
     public static ProblemHttpResult Unauthorized(string detail) => Create(Catalog.Unauthorized, detail);
 
     public static ProblemHttpResult QueueLimit(string detail) => Create(Catalog.QueueLimit, detail);
+
+    public static ProblemHttpResult RuntimeOffline(string detail) => Create(Catalog.RuntimeOffline, detail);
 
     public static ProblemHttpResult Unavailable(string detail) => Create(Catalog.Unavailable, detail);
 
@@ -137,6 +143,9 @@ public static class Problems
         {
             ConveyorValidationException validation => Validation(validation.Field, validation.Reason),
             ConveyorQueueLimitException limit => QueueLimit(limit.Message),
+            RuntimeAccessException { Access: Presence.RuntimeAccess.NotFound } access => NotFound(access.Message),
+            RuntimeAccessException { Access: Presence.RuntimeAccess.Unauthorized } access => Unauthorized(access.Message),
+            RuntimeAccessException access => RuntimeOffline(access.Message),
             EnqueueUnconfirmedException unconfirmed => EnqueueUnconfirmed(unconfirmed),
             RedisConnectionException or RedisTimeoutException => Unavailable("Redis did not answer; retry later"),
             Npgsql.NpgsqlException { IsTransient: true } => Unavailable("PostgreSQL did not answer; retry later"),

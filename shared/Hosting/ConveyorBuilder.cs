@@ -1,5 +1,6 @@
 using Conveyor.Queue;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace Conveyor.Hosting;
 
@@ -15,6 +16,16 @@ public sealed class ConveyorBuilder(IServiceCollection services)
     {
         JobValidation.QueueName(type, nameof(type));
         Services.AddKeyedScoped<IJobHandler, THandler>(type);
+        return this;
+    }
+
+    /// <summary>
+    /// Posts wake-ups with the sender <paramref name="create"/> makes when a queue's backlog outgrows its live consumers
+    /// (see <see cref="WakeOptions"/>). Without it, none are posted.
+    /// </summary>
+    public ConveyorBuilder UseWakeSender(Func<IServiceProvider, IWakeSender> create)
+    {
+        Services.Replace(ServiceDescriptor.Singleton(create));
         return this;
     }
 }

@@ -1,5 +1,6 @@
 using Conveyor.Presence;
 using Conveyor.Storage;
+using Npgsql;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -25,7 +26,7 @@ internal static class PresenceServiceCollectionExtensions
         services.TryAddSingleton<RuntimeRegistry>();
         services.TryAddSingleton<FlipWriter>();
         services.TryAddSingleton(sp => new HeartbeatService(
-            sp.GetRequiredService<RedisConnection>(), sp.GetRequiredService<IOptions<PresenceOptions>>(), sp.GetRequiredService<FlipWriter>()));
+            sp.GetRequiredService<RedisConnection>(), sp.GetRequiredService<IOptions<PresenceOptions>>(), sp.GetRequiredService<FlipWriter>(), sp.GetRequiredService<NpgsqlDataSource>()));
         services.TryAddSingleton<HeartbeatFlusher>();
         services.TryAddSingleton<StaleSweeper>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, SchemaCheck>());

@@ -23,6 +23,7 @@ public static class ServiceCollectionExtensions
         Bind<ProcessorOptions>(services, configuration, ProcessorOptions.Section);
         Bind<SchedulerOptions>(services, configuration, SchedulerOptions.Section);
         Bind<CustodianOptions>(services, configuration, CustodianOptions.Section);
+        Bind<RuntimeOptions>(services, configuration, RuntimeOptions.Section);
         services.AddSingleton<IValidateOptions<CustodianOptions>>(
             sp => new CustodianOptionsValidator(sp.GetRequiredService<IOptions<ProcessorOptions>>(), configuration));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ProcessorOptions>, ProcessorOptionsValidator>());
@@ -38,6 +39,10 @@ public static class ServiceCollectionExtensions
         services.TryAddSingleton<Processor>();
         services.TryAddSingleton<Scheduler>();
         services.TryAddSingleton<Custodian>();
+        services.TryAddSingleton<RuntimeClaims>();
+        Bind<WakeOptions>(services, configuration, WakeOptions.Section);
+        services.TryAddSingleton<IWakeSender, NoWakeSender>();
+        services.TryAddSingleton<WakeGate>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, StartupChecks>());
         services.AddSingleton(new MaintenanceTask("Scheduler", Schedules.Scheduler,
             async (sp, ct) => await sp.GetRequiredService<Scheduler>().RunOnceAsync(ct)));
@@ -94,6 +99,10 @@ internal sealed class ProcessorOptionsValidator : IValidateOptions<ProcessorOpti
         var failures = new List<string>();
         for (var i = 0; i < options.Queues.Length; i++)
         {
+            if (options.Queues[i] == ProcessorOptions.AllQueues)
+            {
+                continue;
+            }
             try
             {
                 JobValidation.QueueName(options.Queues[i], $"Conveyor:Processor:Queues:{i}");
@@ -106,6 +115,16 @@ internal sealed class ProcessorOptionsValidator : IValidateOptions<ProcessorOpti
         if (options.Queues.Distinct(StringComparer.Ordinal).Count() != options.Queues.Length)
         {
             failures.Add("Conveyor:Processor:Queues lists a queue twice");
+        }
+        if (options.IdleTimeout < options.IdlePollInterval)
+        {
+            failures.Add(
+                $"Conveyor:Processor:IdleTimeout ({options.IdleTimeout}) must be at least Conveyor:Processor:IdlePollInterval ({options.IdlePollInterval}): a session must look for work at least once before it calls itself idle");
+        }
+        if (options.IdleTimeout > options.SessionDuration)
+        {
+            failures.Add(
+                $"Conveyor:Processor:IdleTimeout ({options.IdleTimeout}) must not exceed Conveyor:Processor:SessionDuration ({options.SessionDuration})");
         }
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }

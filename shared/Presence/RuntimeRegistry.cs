@@ -152,6 +152,27 @@ public sealed class RuntimeRegistry(NpgsqlDataSource dataSource, RedisConnection
         return deleted;
     }
 
+    /// <summary>
+    /// The status of each of <paramref name="ids"/> that exists, as PostgreSQL holds it (one query per 10,000 ids); an
+    /// id missing from the answer has no runtime (deleted, or never registered).
+    /// </summary>
+    public async Task<IReadOnlyDictionary<Guid, RuntimeStatus>> StatusesAsync(IReadOnlyCollection<Guid> ids, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        var statuses = new Dictionary<Guid, RuntimeStatus>(ids.Count);
+        foreach (var chunk in ids.Chunk(10_000))
+        {
+            await using var command = dataSource.CreateCommand("SELECT id, status FROM runtimes WHERE id = ANY($1)");
+            command.Parameters.AddWithValue(chunk);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                statuses[reader.GetGuid(0)] = reader.GetString(1) == "online" ? RuntimeStatus.Online : RuntimeStatus.Offline;
+            }
+        }
+        return statuses;
+    }
+
     internal static string StatusText(RuntimeStatus status) => status == RuntimeStatus.Online ? "online" : "offline";
 
     private static string ValidateName(string? name)

@@ -72,7 +72,9 @@ internal sealed record JobRecord(
         return Encoding.UTF8.GetString(buffer.WrittenSpan[..^1]);
     }
 
-    private static (int Attempt, int MaxAttempts, long DueAt, string? LastError) ParseState(string state)
+    /// <summary>Parses a state <c>attempt|maxAttempts|dueAt|lastError</c>.</summary>
+    /// <exception cref="InvalidDataException">It is not one.</exception>
+    internal static (int Attempt, int MaxAttempts, long DueAt, string? LastError) ParseState(string state)
     {
         var first = state.IndexOf('|', StringComparison.Ordinal);
         var second = first < 0 ? -1 : state.IndexOf('|', first + 1);

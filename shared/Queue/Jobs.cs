@@ -80,7 +80,14 @@ public sealed record JobInfo(
     string? TraceParent);
 
 /// <summary>Counts of one queue, read in one round trip (not one atomic snapshot).</summary>
-public sealed record QueueStats(string Queue, long Ready, long Scheduled, long Running, long Dead, long Consumers);
+public sealed record QueueStats(string Queue, long Ready, long Scheduled, long Running, long Dead, long Consumers)
+{
+    /// <summary>
+    /// Since when the queue has had ready jobs and no live consumer, once that has lasted
+    /// <see cref="QueueOptions.UnservedAfter"/> (the scheduler watches); null while something serves it.
+    /// </summary>
+    public DateTimeOffset? UnservedSince { get; init; }
+}
 
 /// <summary>Runs jobs of one type. Register with <c>AddJobHandler&lt;T&gt;("type")</c>; resolved per job in its own scope.</summary>
 public interface IJobHandler

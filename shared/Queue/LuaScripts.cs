@@ -18,12 +18,17 @@ internal static class LuaScripts
     public static readonly RedisScript ReturnUnstarted = Load("return_unstarted");
     public static readonly RedisScript Deregister = Load("deregister");
     public static readonly RedisScript Promote = Load("promote");
+    public static readonly RedisScript Wake = Load("wake");
+    public static readonly RedisScript Unserved = Load("unserved");
     public static readonly RedisScript Watch = Load("watch");
     public static readonly RedisScript Recover = Load("recover");
     public static readonly RedisScript RequeueDead = Load("requeue_dead");
     public static readonly RedisScript DeleteDead = Load("delete_dead");
     public static readonly RedisScript TrimDead = Load("trim_dead");
     public static readonly RedisScript IdleQueue = Load("idle_queue");
+    public static readonly RedisScript Extend = Load("extend");
+    public static readonly RedisScript WatchRuntimes = Load("watch_runtimes");
+    public static readonly RedisScript Release = Load("release");
 
     /// <summary>The one script on the registry <c>conveyor:queues</c> (its own hash slot, no queue's).</summary>
     public static readonly RedisScript RegisterQueue = Load("register_queue");
@@ -61,7 +66,9 @@ internal static class LuaScripts
     /// <summary>Every script on one queue's keys, for tests that check them all.</summary>
     public static IReadOnlyList<RedisScript> All { get; } =
     [
+        Wake, Unserved,
         Enqueue, Beat, Claim, Ack, Retry, Kill, ReturnUnstarted, Deregister, Promote, Watch, Recover, RequeueDead, DeleteDead, TrimDead, IdleQueue,
+        Extend, WatchRuntimes, Release,
     ];
 
     /// <summary>

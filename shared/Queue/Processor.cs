@@ -39,6 +39,9 @@ public enum SessionEnd
 
     /// <summary>An unexpected error; the session rethrows it after its end steps.</summary>
     Failed,
+
+    /// <summary>A bounded session found nothing to claim, with no job in hand, for <see cref="ProcessorOptions.IdleTimeout"/>.</summary>
+    Idle,
 }
 
 /// <summary>
@@ -58,16 +61,20 @@ public sealed class Processor(
     IOptions<CustodianOptions> custodianOptions,
     ILogger<Processor> logger)
 {
-    /// <summary>Runs one session per configured queue, all at once, until cancelled or <paramref name="duration"/> elapses.</summary>
+    /// <summary>
+    /// Runs one session per configured queue (<see cref="ProcessorOptions.Queues"/>; every known queue: those the registry
+    /// lists now), all at once, until cancelled or <paramref name="duration"/> elapses.
+    /// </summary>
     public async Task<IReadOnlyList<SessionResult>> RunAsync(TimeSpan? duration, CancellationToken cancellationToken)
     {
-        var sessions = options.Value.Queues.Select(queue => RunSessionAsync(queue, duration, cancellationToken));
-        return await Task.WhenAll(sessions);
+        var queues = await QueuesToServeAsync(readyOnly: false, cancellationToken);
+        return await Task.WhenAll(queues.Select(queue => RunSessionAsync(queue, duration, cancellationToken)));
     }
 
     /// <summary>
-    /// One bounded session per configured queue, <see cref="ProcessorOptions.SessionDuration"/> long: what the
-    /// Functions timer runs per tick, ending well before the host's functionTimeout.
+    /// One bounded session per configured queue (every known queue: those with ready jobs now), at most
+    /// <see cref="ProcessorOptions.SessionDuration"/> long and ending after <see cref="ProcessorOptions.IdleTimeout"/> with
+    /// nothing to claim: what the Functions timer runs per tick, ending well before the host's functionTimeout.
     /// </summary>
     public async Task<IReadOnlyList<SessionResult>> RunBoundedAsync(CancellationToken cancellationToken)
     {
@@ -75,16 +82,56 @@ public sealed class Processor(
         using var activity = ConveyorTelemetry.Source.StartActivity("conveyor.processor.run");
         // Jobs continue their producer's trace, not this minutes-long span.
         Activity.Current = caller;
-        return await RunAsync(options.Value.SessionDuration, cancellationToken);
+        var queues = await QueuesToServeAsync(readyOnly: true, cancellationToken);
+        return await Task.WhenAll(queues.Select(queue => RunBoundedSessionAsync(queue, cancellationToken)));
     }
 
+    /// <summary>
+    /// One bounded session on <paramref name="queue"/>, as <see cref="RunBoundedAsync"/> runs them: what a wake-up
+    /// message starts (the Functions app's queue trigger).
+    /// </summary>
+    /// <exception cref="ConveyorValidationException">The message named no valid queue.</exception>
+    public Task<SessionResult> RunWokenSessionAsync(string queue, CancellationToken cancellationToken) =>
+        RunBoundedSessionAsync(queue, cancellationToken);
+
+    /// <summary>
+    /// The queues <see cref="ProcessorOptions.Queues"/> names; for every known queue, the registry's (with
+    /// <paramref name="readyOnly"/>, only those with ready jobs), plus any named beside <c>*</c>.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> QueuesToServeAsync(bool readyOnly, CancellationToken cancellationToken)
+    {
+        var settings = options.Value;
+        var named = settings.Queues.Where(q => q != ProcessorOptions.AllQueues).ToList();
+        if (!settings.ServesEveryQueue)
+        {
+            return named;
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+        var db = await redis.GetDatabaseAsync();
+        var known = (await db.SetMembersAsync(QueueKeys.Queues))
+            .Select(m => QueueKeys.ParseRegistryMember(m!)).Where(m => !m.Dropping).Select(m => m.Queue)
+            .Except(named, StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        if (readyOnly)
+        {
+            var lengths = await Task.WhenAll(known.Select(q => db.ListLengthAsync(new QueueKeys(q).Ready)));
+            known = [.. known.Where((_, i) => lengths[i] > 0)];
+        }
+        return [.. named, .. known];
+    }
+
+    private Task<SessionResult> RunBoundedSessionAsync(string queue, CancellationToken cancellationToken) =>
+        RunOneAsync(queue, options.Value.SessionDuration, options.Value.IdleTimeout, cancellationToken);
+
     /// <summary>Runs one session on one queue until cancelled or <paramref name="duration"/> elapses (null: until cancelled).</summary>
-    public async Task<SessionResult> RunSessionAsync(string queue, TimeSpan? duration, CancellationToken cancellationToken)
+    public Task<SessionResult> RunSessionAsync(string queue, TimeSpan? duration, CancellationToken cancellationToken) =>
+        RunOneAsync(queue, duration, idleTimeout: null, cancellationToken);
+
+    private async Task<SessionResult> RunOneAsync(string queue, TimeSpan? duration, TimeSpan? idleTimeout, CancellationToken cancellationToken)
     {
         JobValidation.QueueName(queue);
         var session = new ProcessorSession(
             new QueueKeys(queue), await redis.GetMultiplexerAsync(), scopes, options.Value, queueOptions.Value,
             custodianOptions.Value.ConsumerTimeout, logger);
-        return await session.RunAsync(duration, cancellationToken);
+        return await session.RunAsync(duration, cancellationToken, idleTimeout);
     }
 }

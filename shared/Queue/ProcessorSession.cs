@@ -81,7 +81,11 @@ internal sealed class ProcessorSession
     /// </summary>
     private TimeSpan HeartbeatLossLimit => _consumerTimeout / 2;
 
-    public async Task<SessionResult> RunAsync(TimeSpan? duration, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs the session until cancelled or <paramref name="duration"/> elapses (null: until cancelled), or, with
+    /// <paramref name="idleTimeout"/>, until it has found nothing to claim with no job in hand for that long.
+    /// </summary>
+    public async Task<SessionResult> RunAsync(TimeSpan? duration, CancellationToken cancellationToken, TimeSpan? idleTimeout = null)
     {
         using var stopClaiming = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         _stopClaiming = stopClaiming;
@@ -113,7 +117,7 @@ internal sealed class ProcessorSession
         Exception? failure = null;
         try
         {
-            await ClaimLoopAsync(stopClaiming.Token);
+            await ClaimLoopAsync(idleTimeout, stopClaiming.Token);
         }
         catch (OperationCanceledException) when (stopClaiming.IsCancellationRequested)
         {
@@ -160,7 +164,7 @@ internal sealed class ProcessorSession
 
         var end = (SessionEnd)Volatile.Read(ref _end);
         _logger.Log(
-            end is SessionEnd.Stopped ? LogLevel.Information : LogLevel.Warning,
+            end is SessionEnd.Stopped or SessionEnd.Idle ? LogLevel.Information : LogLevel.Warning,
             "Consumer {Consumer} stopped on queue {Queue} ({End}): claimed {Claimed}, acked {Acked}, retried {Retried}, killed {Killed}, returned {Returned}, reconciled {Reconciled}, lost claims {Lost}",
             ConsumerId, _keys.Queue, end, _claimed, _acked, _retried, _killed, _returned, _reconciled, _lost);
         if (failure is not null)
@@ -247,11 +251,12 @@ internal sealed class ProcessorSession
         }
     }
 
-    private async Task ClaimLoopAsync(CancellationToken stop)
+    private async Task ClaimLoopAsync(TimeSpan? idleTimeout, CancellationToken stop)
     {
         var capacity = _options.Concurrency + _options.Prefetch;
         var refill = Math.Max(1, _options.Prefetch / 2);
         var failures = 0;
+        var busy = Stopwatch.GetTimestamp();
         while (!stop.IsCancellationRequested)
         {
             if (_uncertainClaims && !await TryReconcileAsync())
@@ -287,6 +292,15 @@ internal sealed class ProcessorSession
             {
                 _logger.LogWarning("Consumer {Consumer}: claim refused (taken for dead, or heartbeat older than the consumer timeout); ending the session", ConsumerId);
                 EndBecause(SessionEnd.TakenForDead);
+                return;
+            }
+            if (claimed > 0 || Volatile.Read(ref _inHand) > 0)
+            {
+                busy = Stopwatch.GetTimestamp();
+            }
+            else if (idleTimeout is { } idle && Stopwatch.GetElapsedTime(busy) >= idle)
+            {
+                EndBecause(SessionEnd.Idle);
                 return;
             }
             if (claimed < wanted)

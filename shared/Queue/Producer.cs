@@ -5,8 +5,11 @@ using StackExchange.Redis;
 
 namespace Conveyor.Queue;
 
-/// <summary>Adds jobs to queues: now, at a time, or after a delay; idempotent by job id.</summary>
-public sealed class Producer(RedisConnection redis, IOptions<QueueOptions> options, QueueAdmin admin)
+/// <summary>
+/// Adds jobs to queues: now, at a time, or after a delay; idempotent by job id. Jobs made ready may post wake-ups
+/// (<see cref="WakeGate"/>) when the queue's backlog outgrows its live consumers.
+/// </summary>
+public sealed class Producer(RedisConnection redis, IOptions<QueueOptions> options, QueueAdmin admin, WakeGate? wake = null)
 {
     /// <summary>Enqueues one job.</summary>
     /// <exception cref="ConveyorValidationException">The queue or the job is invalid; nothing was written.</exception>
@@ -121,6 +124,10 @@ public sealed class Producer(RedisConnection redis, IOptions<QueueOptions> optio
             }
         }
         ConveyorTelemetry.Enqueued.Add(added, ConveyorTelemetry.QueueTag(queue));
+        if (wake is not null && results.Any(r => r is { Duplicate: false, State: JobState.Ready }))
+        {
+            await wake.WakeAsync(queue, cancellationToken);
+        }
         return results;
     }
 

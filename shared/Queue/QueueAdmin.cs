@@ -1,10 +1,11 @@
 using Conveyor.Storage;
+using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 
 namespace Conveyor.Queue;
 
 /// <summary>Looks jobs and queues up, and manages the dead set.</summary>
-public sealed class QueueAdmin(RedisConnection redis)
+public sealed class QueueAdmin(RedisConnection redis, IOptions<QueueOptions>? options = null)
 {
     /// <summary>Most dead jobs requeued per script call by <see cref="RequeueAllDeadAsync"/> (a call stays in single-digit milliseconds).</summary>
     private const int RequeueBatch = 500;
@@ -69,11 +70,21 @@ public sealed class QueueAdmin(RedisConnection redis)
         var scheduled = batch.SortedSetLengthAsync(keys.Scheduled);
         var dead = batch.SortedSetLengthAsync(keys.Dead);
         var consumers = batch.SortedSetRangeByRankWithScoresAsync(keys.Consumers);
+        var unserved = batch.StringGetAsync(keys.Unserved);
         batch.Execute();
-        await Task.WhenAll(ready, scheduled, dead, consumers);
+        await Task.WhenAll(ready, scheduled, dead, consumers, unserved);
         // Consumers taken for dead (score 0) still hold claims until the custodian has recovered them all.
         var running = await Task.WhenAll((await consumers).Select(c => db.SortedSetLengthAsync(keys.Inflight(c.Element!))));
-        return new QueueStats(queue, await ready, await scheduled, running.Sum(), await dead, (await consumers).Count(c => c.Score > 0));
+        DateTimeOffset? unservedSince = null;
+        if ((await unserved) is { HasValue: true } since && since.TryParse(out long sinceMs)
+            && await RedisTime.NowMsAsync(db) - sinceMs >= (long)(options?.Value ?? new QueueOptions()).UnservedAfter.TotalMilliseconds)
+        {
+            unservedSince = DateTimeOffset.FromUnixTimeMilliseconds(sinceMs);
+        }
+        return new QueueStats(queue, await ready, await scheduled, running.Sum(), await dead, (await consumers).Count(c => c.Score > 0))
+        {
+            UnservedSince = unservedSince,
+        };
     }
 
     /// <summary>Dead jobs, most recent death first.</summary>

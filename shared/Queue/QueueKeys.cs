@@ -33,12 +33,15 @@ internal sealed class QueueKeys
         Payloads = prefix + "payloads";
         Registered = prefix + "registered";
         Idle = prefix + "idle";
+        Wake = prefix + "wake";
+        Unserved = prefix + "unserved";
         Watch = prefix + "watch";
         Ready = prefix + "ready";
         Scheduled = prefix + "scheduled";
         Consumers = prefix + "consumers";
         Dead = prefix + "dead";
         Seq = prefix + "seq";
+        Expiring = prefix + "expiring";
         Signal = RedisChannel.Literal(prefix + "signal");
     }
 
@@ -60,6 +63,12 @@ internal sealed class QueueKeys
     /// <summary>Since when (ms, Redis time) the custodian has seen the queue empty.</summary>
     public RedisKey Idle { get; }
 
+    /// <summary>The wake slot: present while a post of wake-ups holds this interval (<c>SET NX PX</c>, see wake.lua).</summary>
+    public RedisKey Wake { get; }
+
+    /// <summary>Since when (ms, Redis time) the scheduler has seen the queue with ready jobs and no live consumer (see unserved.lua).</summary>
+    public RedisKey Unserved { get; }
+
     /// <summary>The custodian's last visit and since when it has watched without a gap: <c>last|since</c> (ms, Redis time).</summary>
     public RedisKey Watch { get; }
 
@@ -69,9 +78,15 @@ internal sealed class QueueKeys
     public RedisKey Dead { get; }
     public RedisKey Seq { get; }
 
+    /// <summary>Runtime consumer id → its earliest lease deadline (ms, Redis time), or earlier: where the custodian looks for expired claims.</summary>
+    public RedisKey Expiring { get; }
+
     /// <summary>Pub/sub channel that wakes idle processors when jobs become ready.</summary>
     public RedisChannel Signal { get; }
 
     /// <summary>The claims one consumer holds: job id → claim token.</summary>
     public RedisKey Inflight(string consumerId) => Prefix + "inflight:" + consumerId;
+
+    /// <summary>The leases of one runtime consumer's claims: job id → deadline (ms, Redis time).</summary>
+    public RedisKey Leases(string consumerId) => Prefix + "leases:" + consumerId;
 }

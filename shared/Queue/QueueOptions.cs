@@ -30,6 +30,15 @@ public sealed class QueueOptions
     /// </summary>
     [Range(1, 100_000)]
     public int MaxQueues { get; set; } = 1000;
+
+    /// <summary>
+    /// A queue with ready jobs and no live consumer for this long is reported unserved (a warning log, the metric
+    /// <c>conveyor.queue.unserved</c>, <c>unservedSince</c> in <c>GET /api/queues</c>): nothing processes it, e.g. no
+    /// processor lists it in <c>Conveyor:Processor:Queues</c>. The scheduler checks on each pass. Default: 1 min.
+    /// Bounds: 1 s to 1 day.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+    public TimeSpan UnservedAfter { get; set; } = TimeSpan.FromMinutes(1);
 }
 
 /// <summary>How processors claim and run jobs. Section <c>Conveyor:Processor</c>.</summary>
@@ -37,9 +46,27 @@ public sealed class ProcessorOptions
 {
     public const string Section = "Conveyor:Processor";
 
-    /// <summary>Queues a processor serves, one session each. Default: <c>["default"]</c>.</summary>
-    [MinLength(1)]
-    public string[] Queues { get; set; } = ["default"];
+    /// <summary>Stands for every known queue in <see cref="Queues"/>.</summary>
+    public const string AllQueues = "*";
+
+    /// <summary>
+    /// Queues a processor serves, one session each. <c>*</c> (or nothing) is every known queue: the registry, which lists
+    /// a queue from its first job; a long-running host (the self-host) picks up new queues as they appear, a bounded
+    /// session (Functions timer) serves those with ready jobs. Default: every known queue.
+    /// </summary>
+    public string[] Queues { get; set; } = [];
+
+    /// <summary>
+    /// A bounded session (the Functions timer's, or one a wake-up starts) ends after finding nothing to claim, with no
+    /// job in hand, for this long: an idle app runs no session, so it can scale to zero. Default: 10 s. Bounds: 100 ms to
+    /// 10 min; at least <see cref="IdlePollInterval"/> and at most <see cref="SessionDuration"/>. A session of the
+    /// self-host runs until it stops, whatever this says.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.1", "00:10:00")]
+    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Whether <see cref="Queues"/> means every known queue (empty, or <c>*</c>).</summary>
+    public bool ServesEveryQueue => Queues.Length == 0 || Queues.Contains(AllQueues);
 
     /// <summary>Handlers running at once, per queue. Default: 16. Bounds: 1 to 1024.</summary>
     [Range(1, 1024)]
@@ -81,6 +108,39 @@ public sealed class ProcessorOptions
     /// </summary>
     [Range(1, 500)]
     public int CompletionBatchSize { get; set; } = 500;
+}
+
+/// <summary>
+/// How remote runtimes claim jobs over HTTP. Section <c>Conveyor:Runtimes</c>. A runtime's claims live as long as it is
+/// online (its presence: <c>Conveyor:Presence</c>), and each one at most <see cref="ClaimTimeout"/> past its claim or
+/// its last extension.
+/// </summary>
+public sealed class RuntimeOptions
+{
+    public const string Section = "Conveyor:Runtimes";
+
+    /// <summary>
+    /// A claim that is not acked, failed or extended this long after it was made (or last extended) goes back to its
+    /// queue at the custodian's next pass, counting an attempt, even while its runtime keeps beating. Default: 5 min.
+    /// Bounds: 1 s to 1 day.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+    public TimeSpan ClaimTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Longest <c>waitSeconds</c> a claim may ask for. Default: 60 s. Bounds: 0 to 200 s: on Azure Functions the front
+    /// end cuts any HTTP request after 230 s whatever <c>functionTimeout</c> says, so the wait, the claim and the answer
+    /// must fit well inside that; proxies with shorter idle timeouts need a lower value.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:03:20")]
+    public TimeSpan MaxClaimWait { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// A waiting claim tries again this often even without a pub/sub wake-up (pub/sub delivers at most once, and not
+    /// while the connection is re-established). Default: 1 s. Bounds: 10 ms to 1 min.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.01", "00:01:00")]
+    public TimeSpan IdlePollInterval { get; set; } = TimeSpan.FromSeconds(1);
 }
 
 /// <summary>How the scheduler promotes due jobs. Section <c>Conveyor:Scheduler</c>.</summary>

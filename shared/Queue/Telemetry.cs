@@ -20,6 +20,16 @@ public static class ConveyorTelemetry
     internal static readonly Counter<long> Recovered = Meter.CreateCounter<long>("conveyor.jobs.recovered", "{job}", "Jobs taken back from consumers that stopped heartbeating");
     internal static readonly Counter<long> LostClaims = Meter.CreateCounter<long>("conveyor.jobs.lost_claims", "{job}", "Acks, retries or kills refused because the consumer no longer held the claim");
     internal static readonly Counter<long> MaintenanceFailures = Meter.CreateCounter<long>("conveyor.maintenance.failures", "{queue}", "Queues whose scheduler or custodian pass failed (the pass went on with the others)");
+    internal static readonly Counter<long> WakeMessages = Meter.CreateCounter<long>("conveyor.wake.messages", "{message}", "Wake-up messages posted, each asking for one processor session");
+    /// <summary>Queues the scheduler last found unserved past <c>Conveyor:Queue:UnservedAfter</c> in this process: queue → seconds unserved.</summary>
+    internal static readonly System.Collections.Concurrent.ConcurrentDictionary<string, double> UnservedQueues = new(StringComparer.Ordinal);
+
+    internal static readonly ObservableGauge<double> Unserved = Meter.CreateObservableGauge(
+        "conveyor.queue.unserved",
+        () => UnservedQueues.Select(q => new Measurement<double>(q.Value, QueueTag(q.Key))),
+        "s",
+        "How long a queue has had ready jobs and no live consumer (only queues past Conveyor:Queue:UnservedAfter)");
+
     internal static readonly Histogram<double> Duration = Meter.CreateHistogram<double>("conveyor.job.duration", "ms", "How long handlers ran");
     internal static readonly Histogram<double> WaitTime = Meter.CreateHistogram<double>("conveyor.job.wait_time", "ms", "From due to claimed, on Redis time");
 

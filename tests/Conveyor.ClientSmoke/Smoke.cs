@@ -35,7 +35,7 @@ internal static class Smoke
             await HealthAsync(anonymous);
             await JobsAsync(keyed, keyInQuery, queue);
             await DeadSetAsync(keyed, queue);
-            await RuntimesAsync(keyed, api, key);
+            await RuntimesAsync(keyed, api, key, queue);
             Console.WriteLine("smoke: every route answered as the contract says");
             return 0;
         }
@@ -125,7 +125,7 @@ internal static class Smoke
         Step("POST /queues/{queue}/dead/requeue");
     }
 
-    private static async Task RuntimesAsync(ConveyorClient client, string api, string key)
+    private static async Task RuntimesAsync(ConveyorClient client, string api, string key, string queue)
     {
         var registered = await client.Runtimes.PostAsync(new RegisterRuntimeRequest
         {
@@ -167,10 +167,45 @@ internal static class Smoke
         Check(online?.Runtimes?.All(r => r.Status == RuntimeStatus.Online) == true, "list online runtimes: one is not online");
         Step("GET /runtimes (paged, and ?status=online)");
 
+        await ClaimsAsync(client, runtime, id, queue + "-rt");
+
         await client.Runtimes[id].DeleteAsync();
         var deleted = await ProblemAsync(() => client.Runtimes[id].GetAsync());
         Check(deleted is { Type: "urn:conveyor:problem:not-found", Status: 404 }, $"get deleted runtime: {deleted.Type}");
         Step("DELETE /runtimes/{id} (then 404 as a Problem)");
+    }
+
+    /// <summary>The runtime claims two jobs of a queue no processor serves, extends both, acks one and fails the other.</summary>
+    private static async Task ClaimsAsync(ConveyorClient client, ConveyorClient runtime, Guid id, string queue)
+    {
+        await client.Queues[queue].Jobs.Batch.PostAsync(new EnqueueBatchRequest
+        {
+            Jobs = [new() { Type = "remote", Payload = new UntypedInteger(1), Id = "smoke-ack" }, new() { Type = "remote", Payload = new UntypedInteger(2), Id = "smoke-fail" }],
+        });
+        var claimed = await runtime.Runtimes[id].Claims.PostAsync(new ClaimJobsRequest { Queue = queue, Max = 10, WaitSeconds = 5 });
+        var jobs = claimed?.Jobs?.ToDictionary(j => j.Id!, j => j.Claim!) ?? [];
+        Check(jobs.Count == 2 && jobs.ContainsKey("smoke-ack") && jobs.ContainsKey("smoke-fail") && claimed!.ClaimTimeoutSeconds > 0,
+            $"claim: {string.Join(", ", jobs.Keys)}");
+        var refused = await ProblemAsync(() => client.Runtimes[id].Claims.PostAsync(new ClaimJobsRequest { Queue = queue }));
+        Check(refused is { Type: "urn:conveyor:problem:unauthorized", Status: 401 }, $"claim without a token: {refused.Type}");
+        Step("POST /runtimes/{id}/claims (with the token; without it, 401)");
+
+        var extended = await runtime.Runtimes[id].Claims.Extend.PostAsync(new ClaimsRequest { Claims = [.. jobs.Values] });
+        Check(extended?.Results is [{ Outcome: ClaimOutcome.Extended, ClaimExpiresAt: not null }, { Outcome: ClaimOutcome.Extended }], "extend: not extended");
+        Step("POST /runtimes/{id}/claims/extend");
+
+        var acked = await runtime.Runtimes[id].Claims.Ack.PostAsync(new ClaimsRequest { Claims = [jobs["smoke-ack"]] });
+        Check(acked?.Results is [{ Outcome: ClaimOutcome.Acked }], "ack: not acked");
+        Step("POST /runtimes/{id}/claims/ack");
+
+        var failed = await runtime.Runtimes[id].Claims.Fail.PostAsync(new FailClaimsRequest
+        {
+            Failures = [new() { Claim = jobs["smoke-fail"], Error = "smoke", Retry = false }],
+        });
+        Check(failed?.Results is [{ Outcome: ClaimOutcome.Dead }], "fail: not dead");
+        var dead = await client.Queues[queue].Jobs["smoke-fail"].GetAsync();
+        Check(dead is { State: JobState.Dead, LastError: "smoke" }, $"failed job: {dead?.State}");
+        Step("POST /runtimes/{id}/claims/fail");
     }
 
     private static async Task UntilDeadAsync(ConveyorClient client, string queue, string[] ids)

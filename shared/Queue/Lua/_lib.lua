@@ -58,3 +58,31 @@ local function job_state(jobs, state, payloads, id)
   return s
 end
 
+
+-- Gives claimed jobs back counting the attempt (a consumer that died, a runtime gone offline, a claim that expired):
+-- each goes to the end of the ready list with err as its lastError, or to the dead set when that was its last
+-- attempt. KEYS of the caller: jobs, state, payloads, ready and dead; the caller removes the claims.
+-- Returns: how many were requeued, how many died.
+local function give_back(jobs, state, payloads, ready, dead, channel, ids, err, now)
+  local requeued, died = {}, {}
+  for _, id in ipairs(ids) do
+    local s = job_state(jobs, state, payloads, id)
+    if s then
+      local attempt, max = parse_state(s)
+      attempt = attempt + 1
+      redis.call('HSET', state, id, format_state(attempt, max, now, err))
+      if attempt >= max then
+        died[#died + 1] = now
+        died[#died + 1] = id
+      else
+        requeued[#requeued + 1] = id
+      end
+    end
+  end
+  chunked('ZADD', dead, died)
+  if #requeued > 0 then
+    chunked('RPUSH', ready, requeued)
+    redis.call('PUBLISH', channel, #requeued)
+  end
+  return #requeued, #died / 2
+end

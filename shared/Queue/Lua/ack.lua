@@ -3,6 +3,7 @@
 -- KEYS[2]: conveyor:{q}:jobs            hash  id -> header JSON
 -- KEYS[3]: conveyor:{q}:state           hash  id -> state
 -- KEYS[4]: conveyor:{q}:payloads        hash  id -> payload
+-- KEYS[5]: (runtimes) conveyor:{q}:leases:<cid>  zset  id -> lease deadline: the acked jobs' leases end too
 -- ARGV[1..]: pairs of (job id, claim token)
 -- Returns: per pair 1 = acked, 0 = this consumer no longer holds that claim (nothing changed)
 local result, done = {}, {}
@@ -19,4 +20,7 @@ chunked('ZREM', KEYS[1], done)
 chunked('HDEL', KEYS[2], done)
 chunked('HDEL', KEYS[3], done)
 chunked('HDEL', KEYS[4], done)
+if KEYS[5] then
+  chunked('ZREM', KEYS[5], done)
+end
 return result

@@ -1,29 +1,43 @@
--- Claims up to N ready jobs for one live consumer, fenced by a fresh claim token.
--- KEYS[1]: conveyor:{q}:consumers       zset  consumer id -> last heartbeat (ms; 0 = taken for dead)
+-- Claims up to N ready jobs for one consumer, fenced by a fresh claim token. A processor must be live (its heartbeat in
+-- this queue); a runtime (ARGV[5] given) was found online by the caller, since its liveness is its presence, and each
+-- of its claims carries a lease instead: it expires unless extended (extend.lua; release.lua gives it back).
+-- KEYS[1]: conveyor:{q}:consumers       zset  consumer id -> last heartbeat (ms; 0 = taken for dead; +inf = a runtime)
 -- KEYS[2]: conveyor:{q}:ready           list  ids ready to run
 -- KEYS[3]: conveyor:{q}:inflight:<cid>  zset  id -> claim token of this consumer
 -- KEYS[4]: conveyor:{q}:jobs            hash  id -> header JSON
 -- KEYS[5]: conveyor:{q}:state           hash  id -> "attempt|maxAttempts|dueAt|lastError"
 -- KEYS[6]: conveyor:{q}:payloads        hash  id -> payload (raw JSON)
--- KEYS[7]: conveyor:{q}:seq             string, claim token counter
+-- KEYS[7]: conveyor:{q}:seq             string, claim token counter (tokens only grow, even across a queue's drop)
+-- KEYS[8]: (runtimes) conveyor:{q}:leases:<cid>  zset  id -> lease deadline (ms)
+-- KEYS[9]: (runtimes) conveyor:{q}:expiring      zset  runtime consumer id -> its earliest lease deadline, or earlier
 -- ARGV[1]: consumer id
 -- ARGV[2]: how many jobs to claim at most
 -- ARGV[3]: consumer timeout (ms): a consumer whose heartbeat is older may be recovered at any moment
 -- ARGV[4]: payload bytes per claim: jobs past it stay at the head of the ready list (one job is always claimed)
--- Returns: { -1 } when the consumer is unknown, taken for dead or past the timeout (nothing claimed),
+-- ARGV[5]: (runtimes) lease (ms): the claims expire this long from now unless extended
+-- Returns: { -1 } when the processor is unknown, taken for dead or past the timeout (nothing claimed),
 --          else { now ms, claim token, then per job: id, header, state, payload }
 local now = now_ms()
-local beat = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not beat or tonumber(beat) <= now - tonumber(ARGV[3]) then
-  return { -1 }
+local lease = tonumber(ARGV[5])
+if not lease then
+  local beat = redis.call('ZSCORE', KEYS[1], ARGV[1])
+  if not beat or tonumber(beat) <= now - tonumber(ARGV[3]) then
+    return { -1 }
+  end
 end
 local ids = redis.call('LPOP', KEYS[2], tonumber(ARGV[2]))
 if not ids then
   return { now, 0 }
 end
 local token = redis.call('INCR', KEYS[7])
+if token == 1 then
+  -- A new queue, or one the custodian dropped and forgot: start above any token its predecessor issued, so that a
+  -- token read as a fence (watch_runtimes.lua) is never reached again by an older claim's.
+  token = now * 1000
+  redis.call('SET', KEYS[7], token)
+end
 local result = { now, token }
-local members = {}
+local members, leases = {}, {}
 local bytes, limit = 0, tonumber(ARGV[4])
 for n, id in ipairs(ids) do
   bytes = bytes + redis.call('HSTRLEN', KEYS[6], id)
@@ -38,6 +52,10 @@ for n, id in ipairs(ids) do
   if s then
     members[#members + 1] = token
     members[#members + 1] = id
+    if lease then
+      leases[#leases + 1] = now + lease
+      leases[#leases + 1] = id
+    end
     result[#result + 1] = id
     result[#result + 1] = redis.call('HGET', KEYS[4], id)
     result[#result + 1] = s
@@ -45,4 +63,10 @@ for n, id in ipairs(ids) do
   end
 end
 chunked('ZADD', KEYS[3], members)
+if lease and #leases > 0 then
+  -- A runtime never times out on heartbeats here (+inf): the custodian asks its presence instead.
+  redis.call('ZADD', KEYS[1], '+inf', ARGV[1])
+  chunked('ZADD', KEYS[8], leases)
+  redis.call('ZADD', KEYS[9], 'LT', now + lease, ARGV[1])
+end
 return result

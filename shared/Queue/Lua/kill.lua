@@ -2,6 +2,7 @@
 -- KEYS[1]: conveyor:{q}:inflight:<cid>  zset  id -> claim token
 -- KEYS[2]: conveyor:{q}:state           hash  id -> "attempt|maxAttempts|dueAt|lastError"
 -- KEYS[3]: conveyor:{q}:dead            zset  id -> died at (ms)
+-- KEYS[4]: (runtimes) conveyor:{q}:leases:<cid>  zset  id -> lease deadline: the jobs' leases end too
 -- ARGV[1..]: groups of (job id, claim token, attempts so far, max attempts, due time ms, error text)
 -- Returns: per group 1 = dead, 0 = this consumer no longer holds that claim (nothing changed)
 local now = now_ms()
@@ -21,4 +22,7 @@ for i = 1, #ARGV, 6 do
 end
 chunked('ZREM', KEYS[1], done)
 chunked('ZADD', KEYS[3], died)
+if KEYS[4] then
+  chunked('ZREM', KEYS[4], done)
+end
 return result

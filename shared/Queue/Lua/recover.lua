@@ -27,29 +27,10 @@ if beat and beat ~= 0 then
 end
 local ids = redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[4]) - 1)
 local err = 'consumer ' .. ARGV[2] .. ' stopped heartbeating while it held this job'
-local requeued, died = {}, {}
-for _, id in ipairs(ids) do
-  local s = job_state(KEYS[4], KEYS[5], KEYS[6], id)
-  if s then
-    local attempt, max = parse_state(s)
-    attempt = attempt + 1
-    redis.call('HSET', KEYS[5], id, format_state(attempt, max, now, err))
-    if attempt >= max then
-      died[#died + 1] = now
-      died[#died + 1] = id
-    else
-      requeued[#requeued + 1] = id
-    end
-  end
-end
+local requeued, killed = give_back(KEYS[4], KEYS[5], KEYS[6], KEYS[3], KEYS[7], ARGV[1], ids, err, now)
 chunked('ZREM', KEYS[2], ids)
-chunked('ZADD', KEYS[7], died)
-if #requeued > 0 then
-  chunked('RPUSH', KEYS[3], requeued)
-  redis.call('PUBLISH', ARGV[1], #requeued)
-end
 local left = redis.call('ZCARD', KEYS[2])
 if left == 0 then
   redis.call('ZREM', KEYS[1], ARGV[2])
 end
-return { #requeued, #died / 2, left }
+return { requeued, killed, left }

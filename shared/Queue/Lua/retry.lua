@@ -2,6 +2,7 @@
 -- KEYS[1]: conveyor:{q}:inflight:<cid>  zset  id -> claim token
 -- KEYS[2]: conveyor:{q}:state           hash  id -> "attempt|maxAttempts|dueAt|lastError"
 -- KEYS[3]: conveyor:{q}:scheduled       zset  id -> due time (ms)
+-- KEYS[4]: (runtimes) conveyor:{q}:leases:<cid>  zset  id -> lease deadline: the jobs' leases end too
 -- ARGV[1..]: groups of (job id, claim token, attempts so far, max attempts, backoff ms, error text)
 -- Returns: per group 1 = scheduled, 0 = this consumer no longer holds that claim (nothing changed)
 local now = now_ms()
@@ -22,4 +23,7 @@ for i = 1, #ARGV, 6 do
 end
 chunked('ZREM', KEYS[1], done)
 chunked('ZADD', KEYS[3], due)
+if KEYS[4] then
+  chunked('ZREM', KEYS[4], done)
+end
 return result

@@ -89,7 +89,7 @@ public sealed class OpenApiContractTests
             string[] expected = id switch
             {
                 "GetHealth" => [],
-                "RuntimeHeartbeat" => ["functionKey+runtimeToken", "functionKeyQuery+runtimeToken"],
+                "RuntimeHeartbeat" or "ClaimJobs" or "AckClaims" or "FailClaims" or "ExtendClaims" => ["functionKey+runtimeToken", "functionKeyQuery+runtimeToken"],
                 _ => ["functionKey", "functionKeyQuery"],
             };
             Assert.True(expected.SequenceEqual(alternatives), $"{route}: security {string.Join(" | ", alternatives)}");

@@ -79,7 +79,8 @@ public abstract class OperationAnswersTests
         }))
         {
             checksKeys = host.ChecksKeys;
-            foreach (var call in Refused(queue, runtime).Where(c => Sent(c, checksKeys)))
+            var offline = await RegisterAsync(host, beat: false);
+            foreach (var call in Refused(queue, runtime, offline).Where(c => Sent(c, checksKeys)))
             {
                 answers.Add(await SendAsync(host, call));
             }
@@ -98,12 +99,14 @@ public abstract class OperationAnswersTests
                 answers.Add(await SendAsync(host, call));
             }
         }
-        var declared = Declared(await DocumentAsync());
+        var document = await DocumentAsync();
+        var declared = Declared(document);
+        var bearer = RuntimeTokenOperations(document);
 
         var undocumented = answers.Where(a => !declared.Contains(a) && !declared.Contains(a with { Type = null })).ToList();
         Assert.True(undocumented.Count == 0, "answers the document does not list:\n" + string.Join('\n', undocumented));
         var unanswered = declared.Where(d => d.Type is not null && d.Type != Problems.Types.Internal && !answers.Contains(d)
-            && (checksKeys || d.Type != Problems.Types.Unauthorized || d.Operation == "RuntimeHeartbeat")).ToList();
+            && (checksKeys || d.Type != Problems.Types.Unauthorized || bearer.Contains(d.Operation))).ToList();
         Assert.True(unanswered.Count == 0, "problems the document lists that no call here provoked:\n" + string.Join('\n', unanswered));
     }
 
@@ -113,6 +116,11 @@ public abstract class OperationAnswersTests
         var queue = TestRedis.UniqueQueue("examples");
         await using var host = await StartAsync(queue, []);
         var document = await DocumentAsync();
+        var bearer = RuntimeTokenOperations(document);
+        var runtime = await RegisterAsync(host, beat: true);
+        // The claim routes' examples name queue "default": here a queue of their own, with a job ready for the claim.
+        var claims = TestRedis.UniqueQueue("examples-claims");
+        Assert.Equal(202, (await SendAsync(host, new Call("EnqueueJob", "POST", $"/api/queues/{claims}/jobs", """{"type":"echo","payload":1}"""))).Status);
 
         var examples = 0;
         foreach (var (id, route, operation) in ContractTools.Operations(document))
@@ -122,16 +130,37 @@ public abstract class OperationAnswersTests
                 continue;
             }
             examples++;
-            var example = body.GetProperty("content").GetProperty("application/json").GetProperty("example").GetRawText();
-            var (method, path) = (route.Split(' ')[0], route.Split(' ')[1].Replace("{queue}", queue, StringComparison.Ordinal));
-            var answer = await SendAsync(host, new Call(id, method, path, example));
+            var example = body.GetProperty("content").GetProperty("application/json").GetProperty("example").GetRawText()
+                .Replace("\"default", "\"" + claims, StringComparison.Ordinal);
+            var (method, path) = (route.Split(' ')[0], route.Split(' ')[1].Replace("{queue}", queue, StringComparison.Ordinal).Replace("{id}", runtime.Id, StringComparison.Ordinal));
+            var answer = await SendAsync(host, new Call(id, method, path, example, Bearer: bearer.Contains(id) ? runtime.Token : null));
 
             Assert.True(answer.Type is null && answer.Status is >= 200 and < 300, $"{route} refused its example {example}: {answer}");
             Assert.True(operation.GetProperty("responses").TryGetProperty(answer.Status.ToString(System.Globalization.CultureInfo.InvariantCulture), out _),
                 $"{route} answered its example with {answer.Status}, which the document does not list");
         }
-        Assert.Equal(3, examples);
+        Assert.Equal(7, examples);
     }
+
+    /// <summary>Registers a runtime (and beats once for it, bringing it online, when <paramref name="beat"/>).</summary>
+    private static async Task<(string Id, string Token)> RegisterAsync(AnswersHost host, bool beat)
+    {
+        using var response = await host.Client.PostAsync("/api/runtimes", new StringContent("""{"name":"answers"}""", Encoding.UTF8, "application/json"));
+        Assert.Equal(System.Net.HttpStatusCode.Created, response.StatusCode);
+        using var registered = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        var (id, token) = (registered.RootElement.GetProperty("id").GetString()!, registered.RootElement.GetProperty("token").GetString()!);
+        if (beat)
+        {
+            Assert.Equal(200, (await SendAsync(host, new Call("RuntimeHeartbeat", "POST", $"/api/runtimes/{id}/heartbeat", Bearer: token))).Status);
+        }
+        return (id, token);
+    }
+
+    /// <summary>The operations whose security asks for the runtime's bearer token besides the key.</summary>
+    private static HashSet<string> RuntimeTokenOperations(JsonElement document) =>
+        [.. ContractTools.Operations(document)
+            .Where(o => o.Operation.GetProperty("security").EnumerateArray().Any(r => r.TryGetProperty(OpenApiContract.RuntimeTokenScheme, out _)))
+            .Select(o => o.Id)];
 
     /// <summary>Whether the test sends <paramref name="call"/>: a call without a key to a keyed route only where the host checks keys.</summary>
     private static bool Sent(Call call, bool checksKeys) => call.Key || checksKeys || call.Operation == "GetHealth";
@@ -143,8 +172,11 @@ public abstract class OperationAnswersTests
         return document.RootElement.Clone();
     }
 
-    /// <summary>Calls each operation cannot accept, against a host that is up: small body cap, registry at its bound.</summary>
-    private static IEnumerable<Call> Refused(string q, string runtime)
+    /// <summary>
+    /// Calls each operation cannot accept, against a host that is up: small body cap, registry at its bound, and
+    /// <paramref name="offline"/> a runtime that never beat.
+    /// </summary>
+    private static IEnumerable<Call> Refused(string q, string runtime, (string Id, string Token) offline)
     {
         var tooLarge = $$"""{"type":"echo","payload":"{{new string('x', MaxRequestBytes)}}"}""";
         const string Job = """{"type":"echo","payload":1}""";
@@ -158,6 +190,8 @@ public abstract class OperationAnswersTests
             ("DeleteDeadJob", "DELETE", $"/api/queues/{q}/dead/nope"), ("RegisterRuntime", "POST", "/api/runtimes"),
             ("ListRuntimes", "GET", "/api/runtimes"), ("GetRuntime", "GET", $"/api/runtimes/{runtime}"),
             ("DeleteRuntime", "DELETE", $"/api/runtimes/{runtime}"), ("RuntimeHeartbeat", "POST", $"/api/runtimes/{runtime}/heartbeat"),
+            ("ClaimJobs", "POST", $"/api/runtimes/{runtime}/claims"), ("AckClaims", "POST", $"/api/runtimes/{runtime}/claims/ack"),
+            ("FailClaims", "POST", $"/api/runtimes/{runtime}/claims/fail"), ("ExtendClaims", "POST", $"/api/runtimes/{runtime}/claims/extend"),
         })
         {
             yield return new Call(operation, method, path, Key: false);
@@ -197,6 +231,24 @@ public abstract class OperationAnswersTests
         yield return new Call("RuntimeHeartbeat", "POST", "/api/runtimes/not-a-uuid/heartbeat", Bearer: "some-token");
         yield return new Call("RuntimeHeartbeat", "POST", $"/api/runtimes/{runtime}/heartbeat", Bearer: "some-token");
         yield return new Call("RuntimeHeartbeat", "POST", $"/api/runtimes/{runtime}/heartbeat");
+        var claim = $$"""{"queue":"{{q}}"}""";
+        foreach (var (operation, route, valid, invalid) in new[]
+        {
+            ("ClaimJobs", "claims", claim, """{"queue":"-bad"}"""),
+            ("AckClaims", "claims/ack", $$"""{"claims":["{{q}}:1:job-1"]}""", """{"claims":["nonsense"]}"""),
+            ("FailClaims", "claims/fail", $$"""{"failures":[{"claim":"{{q}}:1:job-1","error":"x"}]}""", """{"failures":[{"claim":"nonsense","error":"x"}]}"""),
+            ("ExtendClaims", "claims/extend", $$"""{"claims":["{{q}}:1:job-1"]}""", """{"claims":["nonsense"]}"""),
+        })
+        {
+            var path = $"/api/runtimes/{runtime}/{route}";
+            yield return new Call(operation, "POST", path, invalid, Bearer: "some-token");
+            yield return new Call(operation, "POST", path, "{", Bearer: "some-token");
+            yield return new Call(operation, "POST", path, valid, "text/plain", Bearer: "some-token");
+            yield return new Call(operation, "POST", path, $$"""{"queue":"{{new string('x', MaxRequestBytes)}}"}""", Bearer: "some-token");
+            yield return new Call(operation, "POST", path, valid);
+            yield return new Call(operation, "POST", path, valid, Bearer: "some-token");
+        }
+        yield return new Call("ClaimJobs", "POST", $"/api/runtimes/{offline.Id}/claims", claim, Bearer: offline.Token);
     }
 
     /// <summary>A valid call of each operation, against a host whose Redis is gone and whose PostgreSQL never answers.</summary>
@@ -217,6 +269,10 @@ public abstract class OperationAnswersTests
         new("GetRuntime", "GET", $"/api/runtimes/{runtime}"),
         new("DeleteRuntime", "DELETE", $"/api/runtimes/{runtime}"),
         new("RuntimeHeartbeat", "POST", $"/api/runtimes/{runtime}/heartbeat", Bearer: "some-token"),
+        new("ClaimJobs", "POST", $"/api/runtimes/{runtime}/claims", $$"""{"queue":"{{q}}"}""", Bearer: "some-token"),
+        new("AckClaims", "POST", $"/api/runtimes/{runtime}/claims/ack", $$"""{"claims":["{{q}}:1:job-1"]}""", Bearer: "some-token"),
+        new("FailClaims", "POST", $"/api/runtimes/{runtime}/claims/fail", $$"""{"failures":[{"claim":"{{q}}:1:job-1","error":"x"}]}""", Bearer: "some-token"),
+        new("ExtendClaims", "POST", $"/api/runtimes/{runtime}/claims/extend", $$"""{"claims":["{{q}}:1:job-1"]}""", Bearer: "some-token"),
     ];
 
     private static async Task<Answer> SendAsync(AnswersHost host, Call call)

@@ -95,6 +95,7 @@ public sealed class FunctionsAppTests
         await using var services = await FunctionsServicesAsync(new()
         {
             ["Conveyor:Processor:SessionDuration"] = "00:00:01",
+            ["Conveyor:Processor:IdleTimeout"] = "00:00:01",
             ["Conveyor:Processor:Queues:0"] = TestRedis.UniqueQueue("timer"),
         });
         var function = ActivatorUtilities.CreateInstance(services, functionType);
@@ -125,5 +126,6 @@ public sealed class FunctionsAppTests
         }
         Assert.Throws<ConveyorValidationException>(() => Schedules.Parse("X", "every five seconds"));
         Assert.Equal("UseDevelopmentStorage=true", values.GetProperty("AzureWebJobsStorage").GetString());
+        Assert.Equal(Conveyor.Functions.Queues.StorageWakeSender.DefaultQueue, values.GetProperty("ConveyorWakeQueue").GetString());
     }
 }

@@ -112,11 +112,38 @@ public sealed class WorkerTimerTests(TimerWorkerApp app)
     {
         var id = await EnqueueAsync(app.Queue, """{"type":"probe","payload":{"n":1}}""");
 
-        AssertSucceeded(await app.Host.InvokeTimerAsync("Processor")); // returns when its 3 s session has ended
+        AssertSucceeded(await app.Host.InvokeTimerAsync("Processor")); // returns when its session has ended (idle after 1 s, at most 3 s)
 
         Assert.Single(await app.ProbeRunsAsync(id));
         Assert.Equal(HttpStatusCode.NotFound, (await app.Client.GetAsync($"/api/queues/{app.Queue}/jobs/{id}")).StatusCode);
         Assert.Equal(0, await (await TestRedis.GetAsync()).GetDatabase().SortedSetLengthAsync($"conveyor:{{{app.Queue}}}:consumers"));
+    }
+
+    [Fact]
+    public async Task An_enqueue_posts_a_wake_up_to_the_wake_queue_and_its_message_runs_one_session_on_that_queue()
+    {
+        var queue = TestRedis.UniqueQueue("woken"); // served by no configured processor, and no timer runs
+        var id = await EnqueueAsync(queue, """{"type":"probe","payload":{"n":2}}""");
+        // The enqueue posted to the app's wake queue in Azurite; the host's extension reads it raw and decodes it per host.json.
+        var raw = await TestAzurite.RawClientAsync(app.WakeQueue);
+        var message = Assert.Single((await raw.ReceiveMessagesAsync(maxMessages: 32)).Value, m =>
+            StorageWakeSenderTests.Decode(m.Body.ToString(), StorageWakeSenderTests.HostJsonQueueEncoding()) == queue);
+
+        AssertSucceeded(await app.Host.InvokeQueueAsync(
+            "Wake", StorageWakeSenderTests.Decode(message.Body.ToString(), StorageWakeSenderTests.HostJsonQueueEncoding()), message.DequeueCount));
+
+        Assert.Single(await app.ProbeRunsAsync(id, queue));
+        Assert.Equal(HttpStatusCode.NotFound, (await app.Client.GetAsync($"/api/queues/{queue}/jobs/{id}")).StatusCode);
+        Assert.Equal(0, await (await TestRedis.GetAsync()).GetDatabase().SortedSetLengthAsync($"conveyor:{{{queue}}}:consumers"));
+    }
+
+    [Fact]
+    public async Task A_wake_up_message_that_names_no_valid_queue_fails_its_invocation_and_changes_nothing()
+    {
+        var response = await app.Host.InvokeQueueAsync("Wake", "not a queue!");
+
+        Assert.Equal(StatusResult.Types.Status.Failure, response.Result.Status);
+        Assert.Contains("queue", response.Result.Exception.Message, StringComparison.OrdinalIgnoreCase);
     }
 
     [Fact]
@@ -193,11 +220,12 @@ public sealed class WorkerTimerTests(TimerWorkerApp app)
 public sealed class WorkerIndexingTests(TimerWorkerApp app)
 {
     [Fact]
-    public async Task The_worker_indexes_the_self_hosts_routes_and_the_five_timers_and_asks_the_host_for_a_key_on_all_but_health_and_the_openapi_document()
+    public async Task The_worker_indexes_the_self_hosts_routes_the_five_timers_and_the_wake_queue_trigger_and_asks_the_host_for_a_key_on_all_but_health_and_the_openapi_document()
     {
         var routes = new List<string>();
         var anonymous = new List<string>();
         var timers = new List<string>();
+        var queues = new List<string>();
         foreach (var function in app.Host.Functions.Values)
         {
             foreach (var binding in function.RawBindings.Select(raw => JsonDocument.Parse(raw).RootElement))
@@ -215,6 +243,9 @@ public sealed class WorkerIndexingTests(TimerWorkerApp app)
                     case "timerTrigger":
                         timers.Add(function.Name);
                         break;
+                    case "queueTrigger":
+                        queues.Add($"{function.Name} {binding.GetProperty("queueName").GetString()} {binding.GetProperty("connection").GetString()}");
+                        break;
                 }
             }
         }
@@ -223,6 +254,7 @@ public sealed class WorkerIndexingTests(TimerWorkerApp app)
         Assert.Equal(server.Routes(), routes.Order());
         Assert.Equal(["GET /api/health", "GET /api/openapi.json"], anonymous.Order()); // every other route: the host checks the function key
         Assert.Equal(["Custodian", "HeartbeatFlush", "Processor", "Scheduler", "StaleSweeper"], timers.Order());
+        Assert.Equal(["Wake %ConveyorWakeQueue% AzureWebJobsStorage"], queues); // the one function scaled by the wake queue's length
     }
 }
 #endif

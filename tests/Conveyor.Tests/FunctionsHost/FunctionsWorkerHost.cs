@@ -44,7 +44,7 @@ public sealed record FunctionsWorkerOptions
 /// Plays the Azure Functions host for the real isolated worker built from functions/: a gRPC server for the
 /// host-worker protocol (FunctionRpc.EventStream, HTTP/2 on a free loopback port), the worker process with the host's
 /// arguments and environment, the init handshake, worker indexing (FunctionsMetadataRequest), one FunctionLoadRequest
-/// per function, invocations (timers, and HTTP the way the host proxies it to the worker's ASP.NET Core listener with
+/// per function, invocations (timers, queue messages, and HTTP the way the host proxies it to the worker's ASP.NET Core listener with
 /// <c>x-ms-invocation-id</c>, route values and query as trigger metadata), InvocationCancel, and WorkerTerminate.
 /// It enforces no function keys: the real host does that, the worker never sees a key.
 /// Every wait is bounded by <see cref="FunctionsWorkerOptions.Timeout"/> and says what it waited for; disposing
@@ -193,6 +193,37 @@ public sealed class FunctionsWorkerHost : IAsyncDisposable
             function,
             new ParameterBinding { Name = binding, Data = new TypedData { Json = timer } },
             new Dictionary<string, TypedData>(),
+            NewTraceParent(),
+            cancellationToken);
+    }
+
+    /// <summary>
+    /// Invokes a queue-triggered function once with one message, the way the host's Storage Queues extension does once it
+    /// has dequeued (and, per host.json's <c>messageEncoding</c>, decoded) it: the body as the trigger's string data, and
+    /// the message's properties as trigger metadata (<c>QueueTrigger</c>, <c>Id</c>, <c>DequeueCount</c>, times,
+    /// <c>PopReceipt</c>). Waits for the worker's answer; cancelling sends InvocationCancel, as the host does on shutdown.
+    /// </summary>
+    public Task<InvocationResponse> InvokeQueueAsync(string name, string body, long dequeueCount = 1, CancellationToken cancellationToken = default)
+    {
+        var function = Function(name);
+        var binding = function.Bindings.SingleOrDefault(b => b.Value.Type == "queueTrigger").Key
+            ?? throw new ArgumentException($"{name} has no queueTrigger binding", nameof(name));
+        var now = DateTimeOffset.UtcNow;
+        var metadata = new Dictionary<string, TypedData>
+        {
+            ["QueueTrigger"] = new() { String = body },
+            ["Id"] = new() { String = Guid.NewGuid().ToString() },
+            ["PopReceipt"] = new() { String = Convert.ToBase64String(Guid.NewGuid().ToByteArray()) },
+            ["DequeueCount"] = new() { Json = dequeueCount.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+            ["InsertionTime"] = new() { Json = JsonSerializer.Serialize(now) },
+            ["ExpirationTime"] = new() { Json = JsonSerializer.Serialize(now.AddDays(7)) },
+            ["NextVisibleTime"] = new() { Json = JsonSerializer.Serialize(now.AddMinutes(10)) },
+        };
+        return InvokeAsync(
+            Guid.NewGuid().ToString(),
+            function,
+            new ParameterBinding { Name = binding, Data = new TypedData { String = body } },
+            metadata,
             NewTraceParent(),
             cancellationToken);
     }

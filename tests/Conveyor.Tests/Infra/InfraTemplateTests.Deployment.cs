@@ -85,10 +85,11 @@ public sealed partial class InfraTemplateTests
             ["postgresMaxPoolSize"] = pool,
         }).Module("postgres").Parameter("connectionHeadroom")!.GetValue<long>();
 
-        Assert.True(Headroom("Standard_B2s", 100, 3) >= 0);
-        Assert.True(Headroom("Standard_B2s", 100, 4) < 0, "4 connections x 105 instances do not fit 414 user connections");
+        Assert.True(Headroom("Standard_B2s", 60, 3) >= 0);
+        Assert.True(Headroom("Standard_B2s", 60, 4) < 0, "4 connections x (2 x 60 + 5) instances do not fit 414 user connections");
+        Assert.True(Headroom("Standard_B2s", 100, 3) < 0, "3 connections x (2 x 100 + 5) instances do not fit: the wake group counts too");
         Assert.True(Headroom("Standard_B2s", 1000, 1) < 0, "1000 instances do not fit Standard_B2s");
-        Assert.True(Headroom("Standard_D16ds_v5", 1000, 4) >= 0);
+        Assert.True(Headroom("Standard_D16ds_v5", 1000, 2) >= 0);
     }
 
     [Fact]

@@ -149,6 +149,8 @@ public sealed partial class InfraTemplateTests(CompiledTemplate template) : ICla
         "AzureWebJobsStorage__accountName",
         "AzureWebJobsStorage__credential",
         "AzureWebJobsStorage__clientId",
+        "AzureWebJobsStorage__queueServiceUri",
+        "ConveyorWakeQueue",
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
         "AZURE_CLIENT_ID",
@@ -214,6 +216,31 @@ public sealed partial class InfraTemplateTests(CompiledTemplate template) : ICla
         // Migrations run in the pre-deploy hook as the administrator, not as the app's identity.
         Assert.Equal("false", settings["Conveyor__Postgres__MigrateOnStart"]);
         Assert.Equal("managedidentity", settings["AzureWebJobsStorage__credential"]);
+    }
+
+    [Fact]
+    public void The_wake_queue_is_created_in_the_host_storage_named_as_the_app_reads_it_and_the_identity_may_use_its_messages()
+    {
+        // The queue resource, named by the storage module's parameter, which main.bicep sets to names.wakeQueue.
+        var queue = Assert.Single(template.All(), e => e.ValueKind == JsonValueKind.Object
+            && e.TryGetProperty("type", out var type) && type.GetString() == "Microsoft.Storage/storageAccounts/queueServices/queues");
+        Assert.Contains("parameters('wakeQueueName')", queue.GetProperty("name").GetString(), StringComparison.Ordinal);
+        var scope = template.Scope();
+        Assert.Equal("[variables('names').wakeQueue]", scope.Deployment("storage").GetProperty("properties").GetProperty("parameters").GetProperty("wakeQueueName").GetProperty("value").GetString());
+        Assert.Contains(template.All(), e => e.ValueKind == JsonValueKind.Object && e.TryGetProperty("wakeQueue", out var name)
+            && name.GetString() == Conveyor.Functions.Queues.StorageWakeSender.DefaultQueue); // variables('names').wakeQueue
+
+        // The app's trigger (%ConveyorWakeQueue%) and sender read the storage module's output, on the queue endpoint, as the identity.
+        var settings = AppSettings();
+        Assert.Equal("[parameters('wakeQueueName')]", settings["ConveyorWakeQueue"]);
+        Assert.Equal("[parameters('storageQueueEndpoint')]", settings["AzureWebJobsStorage__queueServiceUri"]);
+        var app = scope.Deployment("function-app").GetProperty("properties").GetProperty("parameters");
+        Assert.Contains("outputs.wakeQueueName.value", app.GetProperty("wakeQueueName").GetProperty("value").GetString(), StringComparison.Ordinal);
+        Assert.Contains("outputs.queueEndpoint.value", app.GetProperty("storageQueueEndpoint").GetProperty("value").GetString(), StringComparison.Ordinal);
+
+        // Storage Queue Data Contributor for the identity on the account (receive, delete, poison queue, post).
+        var roles = template.NestedTemplate("storage").GetProperty("variables").GetProperty("roles");
+        Assert.Contains(roles.EnumerateObject(), role => role.Value.GetString() == "974c5e8b-45b9-4653-ba55-5f855dd0fb88");
     }
 
     [Fact]

@@ -128,6 +128,9 @@ public class FunctionsWorkerApp : ConveyorApp
 
     public FunctionsWorkerHost Host => _host ?? throw new InvalidOperationException("the worker has not started");
 
+    /// <summary>The app's wake queue (<c>ConveyorWakeQueue</c>) in the test run's Azurite, which is its <c>AzureWebJobsStorage</c>.</summary>
+    public string WakeQueue { get; } = TestAzurite.UniqueQueueName("wake");
+
     public override HttpClient Client => _client ?? throw new InvalidOperationException("the worker has not started");
 
     public override IReadOnlyList<string> Routes() => Host.Routes();
@@ -140,6 +143,8 @@ public class FunctionsWorkerApp : ConveyorApp
         _database = await TestPostgres.CreateDatabaseAsync();
         var settings = EndToEndSettings.For(Queue, redis, _database.ConnectionString, PresenceTimers);
         settings["Conveyor:Processor:SessionDuration"] = "00:00:05"; // one timer session; the next tick starts the next
+        settings["AzureWebJobsStorage"] = await TestAzurite.ConnectionStringAsync();
+        settings["ConveyorWakeQueue"] = WakeQueue;
         foreach (var (key, value) in Overrides())
         {
             settings[key] = value;

@@ -4,6 +4,7 @@ using Conveyor.Queue;
 using Conveyor.Storage;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
@@ -38,8 +39,9 @@ public sealed class EngineHost : IAsyncDisposable
     public Custodian Custodian => Services.GetRequiredService<Custodian>();
     public QueueAdmin Admin => Services.GetRequiredService<QueueAdmin>();
 
-    public static async Task<EngineHost> StartAsync(Dictionary<string, string?>? settings = null, bool cluster = false) =>
-        Build(cluster ? await TestRedis.GetClusterAsync() : await TestRedis.GetAsync(), settings, own: false);
+    /// <summary>The engine on the shared test Redis; with <paramref name="wake"/>, posting wake-ups through it.</summary>
+    public static async Task<EngineHost> StartAsync(Dictionary<string, string?>? settings = null, bool cluster = false, IWakeSender? wake = null) =>
+        Build(cluster ? await TestRedis.GetClusterAsync() : await TestRedis.GetAsync(), settings, own: false, wake);
 
     /// <summary>
     /// The engine on a Redis of the test's own (a dedicated server, or a <see cref="Conveyor.Testing.FaultProxy"/> in front of one), with
@@ -56,7 +58,7 @@ public sealed class EngineHost : IAsyncDisposable
         return Build(await ConnectionMultiplexer.ConnectAsync(options), settings, own: true);
     }
 
-    private static EngineHost Build(ConnectionMultiplexer multiplexer, Dictionary<string, string?>? settings, bool own)
+    private static EngineHost Build(ConnectionMultiplexer multiplexer, Dictionary<string, string?>? settings, bool own, IWakeSender? wake = null)
     {
         var values = new Dictionary<string, string?>
         {
@@ -78,6 +80,10 @@ public sealed class EngineHost : IAsyncDisposable
         services.AddSingleton(probe);
         services.AddSingleton(new RedisConnection(multiplexer));
         services.AddConveyor(configuration).AddJobHandler<ProbeHandler>("probe");
+        if (wake is not null)
+        {
+            services.Replace(ServiceDescriptor.Singleton(wake));
+        }
         var provider = services.BuildServiceProvider(new ServiceProviderOptions { ValidateOnBuild = true, ValidateScopes = true });
         return new EngineHost(provider, multiplexer.GetDatabase(), probe, logs, own ? multiplexer : null);
     }

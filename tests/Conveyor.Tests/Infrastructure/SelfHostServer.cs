@@ -108,6 +108,7 @@ public static class EndToEndSettings
         ["Conveyor:Processor:IdlePollInterval"] = "00:00:00.05",
         ["Conveyor:Processor:HeartbeatInterval"] = "00:00:00.5",
         ["Conveyor:Processor:ShutdownGrace"] = "00:00:02",
+        ["Conveyor:Processor:IdleTimeout"] = "00:00:01", // bounded sessions (the Functions timer's) end after 1 s idle
         ["Conveyor:Queue:RetryBaseDelay"] = "00:00:00.001",
         ["Conveyor:Queue:MaxBackoff"] = "00:00:01",
         [Schedules.Scheduler] = "* * * * * *",

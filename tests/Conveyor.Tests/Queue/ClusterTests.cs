@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Conveyor.Queue;
 using Conveyor.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 using StackExchange.Redis;
 
 namespace Conveyor.Tests.Queue;
@@ -18,7 +19,7 @@ public sealed class ClusterTests
     [Fact]
     public async Task Every_script_runs_on_a_redis_cluster_with_all_its_keys_in_one_hash_slot()
     {
-        await using var host = await EngineHost.StartAsync(cluster: true);
+        await using var host = await EngineHost.StartAsync(cluster: true, wake: new RecordingWakeSender());
         var queue = TestRedis.UniqueQueue("cluster");
         host.Probe.Behavior = (job, _) => job.Payload == "\"fail\"" ? throw new InvalidOperationException("no") : Task.CompletedTask;
 
@@ -27,6 +28,8 @@ public sealed class ClusterTests
         var retried = await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "\"fail\"") { MaxAttempts = 2 });
         var killed = await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "\"fail\"") { MaxAttempts = 1 });
         var delayed = await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "2") { Delay = TimeSpan.FromMilliseconds(1) });
+        // wake
+        await host.Services.GetRequiredService<WakeGate>().WakeAsync(queue, CancellationToken.None);
         await using (var session = RunningSession.Start(host, queue))
         {
             await Wait.UntilAsync(async () => (await host.Admin.GetJobAsync(queue, killed.Id))?.State == JobState.Dead
@@ -50,6 +53,21 @@ public sealed class ClusterTests
         await crashed.RegisterAsync();
         await crashed.ClaimAsync(3);
         await crashed.BackdateHeartbeatAsync(TimeSpan.FromMinutes(5));
+        // a runtime's claim: claim with a lease, extend, give back (as the custodian does for an offline runtime, up to a
+        // fence); the custodian's pass below looks at the queue's runtimes (watch_runtimes). Released before that pass,
+        // so that it has no runtime to check in PostgreSQL, which this host does not have.
+        var keys = new QueueKeys(queue);
+        var runtime = "runtime:" + Guid.NewGuid();
+        var claimed = (RedisResult[])(await LuaScripts.Claim.RunAsync(
+            host.Db,
+            [keys.Consumers, keys.Ready, keys.Inflight(runtime), keys.Jobs, keys.State, keys.Payloads, keys.Seq, keys.Leases(runtime), keys.Expiring],
+            [runtime, 1, 0, 1 << 20, 60_000]))!;
+        await LuaScripts.Extend.RunAsync(host.Db, [keys.Inflight(runtime), keys.Leases(runtime)], [60_000, (RedisValue)claimed[2], (RedisValue)claimed[1]]);
+        var released = (RedisResult[])(await LuaScripts.Release.RunAsync(
+            host.Db,
+            [keys.Consumers, keys.Inflight(runtime), keys.Leases(runtime), keys.Expiring, keys.Ready, keys.Jobs, keys.State, keys.Payloads, keys.Dead],
+            [keys.Signal.ToString(), runtime, (long)claimed[1], 10, "offline"]))!;
+        Assert.Equal(1, (long)released[0] + (long)released[1]);
         await host.Custodian.RunOnceAsync(CancellationToken.None); // also trims the dead set
         // requeue, delete
         Assert.True(await host.Admin.RequeueDeadAsync(queue, killed.Id));

@@ -102,6 +102,43 @@ public sealed class ScriptBoundsTests
     }
 
     [Fact]
+    public async Task A_runtimes_claim_extend_and_release_work_with_ten_thousand_claims_per_call()
+    {
+        // A Redis of its own: another test server's custodian, finding this runtime in no database, would release it.
+        using var redis = await TestRedis.StartDedicatedAsync();
+        await using var host = await EngineHost.StartOnAsync(redis.Endpoint, timeoutMs: 10_000);
+        var queue = TestRedis.UniqueQueue();
+        var keys = new QueueKeys(queue);
+        var ids = await EnqueueManyAsync(host, queue);
+        var runtime = "runtime:" + Guid.NewGuid();
+
+        var claimed = (RedisResult[])(await LuaScripts.Claim.RunAsync(
+            host.Db,
+            [keys.Consumers, keys.Ready, keys.Inflight(runtime), keys.Jobs, keys.State, keys.Payloads, keys.Seq, keys.Leases(runtime), keys.Expiring],
+            [runtime, Many, 0, int.MaxValue, 60_000]))!;
+        var token = (long)claimed[1];
+        Assert.Equal(Many, (claimed.Length - 2) / 4);
+        Assert.Equal(Many, await host.Db.SortedSetLengthAsync(keys.Leases(runtime)));
+        Assert.Equal(double.PositiveInfinity, await host.Db.SortedSetScoreAsync(keys.Consumers, runtime));
+        Assert.NotNull(await host.Db.SortedSetScoreAsync(keys.Expiring, runtime));
+
+        var extended = (RedisResult[])(await LuaScripts.Extend.RunAsync(
+            host.Db, [keys.Inflight(runtime), keys.Leases(runtime)], [120_000, .. ids.SelectMany(id => new RedisValue[] { id, token })]))!;
+        Assert.All(extended.Skip(1), r => Assert.Equal(1, (long)r));
+
+        var released = (RedisResult[])(await LuaScripts.Release.RunAsync(
+            host.Db,
+            [keys.Consumers, keys.Inflight(runtime), keys.Leases(runtime), keys.Expiring, keys.Ready, keys.Jobs, keys.State, keys.Payloads, keys.Dead],
+            [keys.Signal.ToString(), runtime, token, Many + 1, "runtime went offline"]))!;
+        Assert.Equal([Many, 0, 0], released.Select(r => (long)r));
+        Assert.Equal(ids.Order(), (await host.Db.ListRangeAsync(keys.Ready)).Select(v => v.ToString()).Order());
+        Assert.Equal(0, await host.Db.SortedSetLengthAsync(keys.Leases(runtime)));
+        Assert.Null(await host.Db.SortedSetScoreAsync(keys.Expiring, runtime));
+        Assert.Equal(0, (await host.Admin.GetStatsAsync(queue)).Consumers);
+        Assert.Equal((1, "runtime went offline"), ((await host.Admin.GetJobAsync(queue, ids[^1]))!.Attempts, (await host.Admin.GetJobAsync(queue, ids[^1]))!.LastError));
+    }
+
+    [Fact]
     public void Completion_calls_are_cut_by_count_and_by_the_byte_budget_with_at_least_one_job_each()
     {
         var sizes = new[] { 10, 10, 10, 10, 10 };
