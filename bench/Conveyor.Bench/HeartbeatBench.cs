@@ -50,6 +50,7 @@ internal static class HeartbeatBench
         var dataSource = batched.GetRequiredService<NpgsqlDataSource>();
         var heartbeats = batched.GetRequiredService<HeartbeatService>();
         var flusher = batched.GetRequiredService<HeartbeatFlusher>();
+        flusher.Writers = args.Int("writers", HeartbeatFlusher.ConcurrentBatches);
         var multiplexer = await batched.GetRequiredService<RedisConnection>().GetMultiplexerAsync();
         var server = multiplexer.GetServers()[0];
         var db = multiplexer.GetDatabase();

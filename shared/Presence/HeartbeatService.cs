@@ -1,6 +1,6 @@
 using Conveyor.Storage;
-using Npgsql;
 using Microsoft.Extensions.Options;
+using Npgsql;
 using StackExchange.Redis;
 
 namespace Conveyor.Presence;
