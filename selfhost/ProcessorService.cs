@@ -5,7 +5,8 @@ namespace Conveyor.SelfHost;
 
 /// <summary>
 /// Runs a processor session per configured queue continuously, restarting one that fails (Redis away); serving every
-/// known queue (the default), it looks for new queues every <see cref="DiscoveryInterval"/>.
+/// known queue (the default), it looks for new queues every <see cref="DiscoveryInterval"/>, and ends the session of a
+/// queue remote runtimes have taken over (<see cref="Processor.ServesAsync"/>).
 /// On shutdown each session ends the way the engine defines: stop claiming, let running handlers
 /// finish within the grace period, hand unstarted jobs back, deregister.
 /// </summary>
@@ -19,17 +20,26 @@ internal sealed class ProcessorService(Processor processor, IOptions<ProcessorOp
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var running = new Dictionary<string, Task>(StringComparer.Ordinal);
+        var running = new Dictionary<string, (Task Session, CancellationTokenSource Stop)>(StringComparer.Ordinal);
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                foreach (var queue in await processor.QueuesToServeAsync(readyOnly: false, stoppingToken))
+                var queues = (await processor.QueuesToServeAsync(readyOnly: false, stoppingToken)).ToHashSet(StringComparer.Ordinal);
+                foreach (var queue in queues.Where(q => !running.ContainsKey(q)))
                 {
-                    if (!running.ContainsKey(queue))
-                    {
-                        running[queue] = KeepRunningAsync(queue, stoppingToken);
-                    }
+                    var stop = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                    running[queue] = (KeepRunningAsync(queue, stop.Token), stop);
+                }
+                // A queue remote runtimes took over since (or one no longer listed): its session ends the usual way,
+                // handing back what it has not started.
+                foreach (var (queue, (session, stop)) in running.Where(r => !queues.Contains(r.Key)).ToList())
+                {
+                    logger.LogInformation("Queue {Queue} is no longer served here (remote runtimes serve it); ending its session", queue);
+                    await stop.CancelAsync();
+                    await session;
+                    stop.Dispose();
+                    running.Remove(queue);
                 }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -53,7 +63,11 @@ internal sealed class ProcessorService(Processor processor, IOptions<ProcessorOp
                 break;
             }
         }
-        await Task.WhenAll(running.Values);
+        await Task.WhenAll(running.Values.Select(r => r.Session));
+        foreach (var (_, stop) in running.Values)
+        {
+            stop.Dispose();
+        }
     }
 
     private async Task KeepRunningAsync(string queue, CancellationToken stoppingToken)

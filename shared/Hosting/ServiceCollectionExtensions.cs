@@ -27,6 +27,7 @@ public static class ServiceCollectionExtensions
         services.AddSingleton<IValidateOptions<CustodianOptions>>(
             sp => new CustodianOptionsValidator(sp.GetRequiredService<IOptions<ProcessorOptions>>(), configuration));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ProcessorOptions>, ProcessorOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RuntimeOptions>, RuntimeOptionsValidator>());
 
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RedisOptions>, RedisOptionsValidator>());
         // A factory: built (and asked for tokens) only when something signs in with Microsoft Entra ID.
@@ -92,30 +93,26 @@ internal sealed class CustodianOptionsValidator(IOptions<ProcessorOptions> proce
     }
 }
 
+/// <summary>Queues left to remote runtimes must be valid names, and not also named by this app's processor.</summary>
+internal sealed class RuntimeOptionsValidator(IOptions<ProcessorOptions> processor) : IValidateOptions<RuntimeOptions>
+{
+    public ValidateOptionsResult Validate(string? name, RuntimeOptions options)
+    {
+        var failures = ProcessorOptionsValidator.QueueList(options.Queues, "Conveyor:Runtimes:Queues", allowAll: false);
+        foreach (var queue in options.Queues.Intersect(processor.Value.Queues, StringComparer.Ordinal))
+        {
+            failures.Add(
+                $"Conveyor:Runtimes:Queues lists '{queue}', which Conveyor:Processor:Queues names: a queue left to remote runtimes is not served in-app, a named one is; remove it from one of the two lists");
+        }
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+}
+
 internal sealed class ProcessorOptionsValidator : IValidateOptions<ProcessorOptions>
 {
     public ValidateOptionsResult Validate(string? name, ProcessorOptions options)
     {
-        var failures = new List<string>();
-        for (var i = 0; i < options.Queues.Length; i++)
-        {
-            if (options.Queues[i] == ProcessorOptions.AllQueues)
-            {
-                continue;
-            }
-            try
-            {
-                JobValidation.QueueName(options.Queues[i], $"Conveyor:Processor:Queues:{i}");
-            }
-            catch (ConveyorValidationException ex)
-            {
-                failures.Add(ex.Message);
-            }
-        }
-        if (options.Queues.Distinct(StringComparer.Ordinal).Count() != options.Queues.Length)
-        {
-            failures.Add("Conveyor:Processor:Queues lists a queue twice");
-        }
+        var failures = QueueList(options.Queues, "Conveyor:Processor:Queues", allowAll: true);
         if (options.IdleTimeout < options.IdlePollInterval)
         {
             failures.Add(
@@ -127,5 +124,31 @@ internal sealed class ProcessorOptionsValidator : IValidateOptions<ProcessorOpti
                 $"Conveyor:Processor:IdleTimeout ({options.IdleTimeout}) must not exceed Conveyor:Processor:SessionDuration ({options.SessionDuration})");
         }
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    /// <summary>What is wrong with a configured list of queue names: invalid names, and names listed twice.</summary>
+    internal static List<string> QueueList(string[] queues, string setting, bool allowAll)
+    {
+        var failures = new List<string>();
+        for (var i = 0; i < queues.Length; i++)
+        {
+            if (allowAll && queues[i] == ProcessorOptions.AllQueues)
+            {
+                continue;
+            }
+            try
+            {
+                JobValidation.QueueName(queues[i], $"{setting}:{i}");
+            }
+            catch (ConveyorValidationException ex)
+            {
+                failures.Add(ex.Message);
+            }
+        }
+        if (queues.Distinct(StringComparer.Ordinal).Count() != queues.Length)
+        {
+            failures.Add($"{setting} lists a queue twice");
+        }
+        return failures;
     }
 }

@@ -334,7 +334,7 @@ public sealed class Custodian(
     private async Task<bool> IdleAsync(IDatabase db, QueueKeys keys, string mode) =>
         (long)await LuaScripts.IdleQueue.RunAsync(
             db,
-            [keys.Jobs, keys.Ready, keys.Scheduled, keys.Dead, keys.Consumers, keys.Idle, keys.Registered, keys.Seq, keys.Watch],
+            [keys.Jobs, keys.Ready, keys.Scheduled, keys.Dead, keys.Consumers, keys.Idle, keys.Registered, keys.Seq, keys.Watch, keys.Remote],
             [(long)options.Value.EmptyQueueRetention.TotalMilliseconds, mode]) == 1;
 
     private sealed record RuntimeLook(long Fence, IReadOnlyList<string> Runtimes, IReadOnlyList<string> Due);

@@ -59,6 +59,7 @@ public sealed class Processor(
     IOptions<ProcessorOptions> options,
     IOptions<QueueOptions> queueOptions,
     IOptions<CustodianOptions> custodianOptions,
+    IOptions<RuntimeOptions> runtimeOptions,
     ILogger<Processor> logger)
 {
     /// <summary>
@@ -89,14 +90,58 @@ public sealed class Processor(
     /// <summary>
     /// One bounded session on <paramref name="queue"/>, as <see cref="RunBoundedAsync"/> runs them: what a wake-up
     /// message starts (the Functions app's queue trigger).
+    /// Returns null, running nothing, for a queue this processor leaves to remote runtimes (<see cref="ServesAsync"/>).
     /// </summary>
     /// <exception cref="ConveyorValidationException">The message named no valid queue.</exception>
-    public Task<SessionResult> RunWokenSessionAsync(string queue, CancellationToken cancellationToken) =>
-        RunBoundedSessionAsync(queue, cancellationToken);
+    public async Task<SessionResult?> RunWokenSessionAsync(string queue, CancellationToken cancellationToken)
+    {
+        JobValidation.QueueName(queue);
+        if (!await ServesAsync(queue))
+        {
+            logger.LogInformation("Wake-up for queue {Queue} ignored: remote runtimes serve it (Conveyor:Runtimes:Queues, or a runtime asked it for jobs)", queue);
+            return null;
+        }
+        return await RunBoundedSessionAsync(queue, cancellationToken);
+    }
+
+    /// <summary>
+    /// Whether this processor serves <paramref name="queue"/>: a queue <see cref="ProcessorOptions.Queues"/> names, always;
+    /// serving every queue, any queue except those remote runtimes serve: listed in <see cref="RuntimeOptions.Queues"/>, or
+    /// asked for jobs by a runtime since the queue was last forgotten (<see cref="QueueKeys.Remote"/>). A job of a type
+    /// without an in-app handler would otherwise die here.
+    /// </summary>
+    public async Task<bool> ServesAsync(string queue)
+    {
+        if (Configured(options.Value, runtimeOptions.Value, queue) is { } configured)
+        {
+            return configured;
+        }
+        var db = await redis.GetDatabaseAsync();
+        return !await db.KeyExistsAsync(new QueueKeys(queue).Remote);
+    }
+
+    /// <summary>
+    /// What configuration alone says of serving <paramref name="queue"/> in-app: true when the processor names it, false
+    /// when it names others only or <see cref="RuntimeOptions.Queues"/> lists it, null when it depends on
+    /// <see cref="QueueKeys.Remote"/> (every queue is served, except those a runtime asked for jobs).
+    /// </summary>
+    internal static bool? Configured(ProcessorOptions processor, RuntimeOptions runtimes, string queue)
+    {
+        if (processor.Queues.Contains(queue, StringComparer.Ordinal))
+        {
+            return true;
+        }
+        if (!processor.ServesEveryQueue || runtimes.Queues.Contains(queue, StringComparer.Ordinal))
+        {
+            return false;
+        }
+        return null;
+    }
 
     /// <summary>
     /// The queues <see cref="ProcessorOptions.Queues"/> names; for every known queue, the registry's (with
-    /// <paramref name="readyOnly"/>, only those with ready jobs), plus any named beside <c>*</c>.
+    /// <paramref name="readyOnly"/>, only those with ready jobs), plus any named beside <c>*</c>, except those remote
+    /// runtimes serve (see <see cref="ServesAsync"/>).
     /// </summary>
     public async Task<IReadOnlyList<string>> QueuesToServeAsync(bool readyOnly, CancellationToken cancellationToken)
     {
@@ -110,7 +155,10 @@ public sealed class Processor(
         var db = await redis.GetDatabaseAsync();
         var known = (await db.SetMembersAsync(QueueKeys.Queues))
             .Select(m => QueueKeys.ParseRegistryMember(m!)).Where(m => !m.Dropping).Select(m => m.Queue)
-            .Except(named, StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+            .Except(named, StringComparer.Ordinal).Except(runtimeOptions.Value.Queues, StringComparer.Ordinal)
+            .Order(StringComparer.Ordinal).ToList();
+        var remote = await Task.WhenAll(known.Select(q => db.KeyExistsAsync(new QueueKeys(q).Remote)));
+        known = [.. known.Where((_, i) => !remote[i])];
         if (readyOnly)
         {
             var lengths = await Task.WhenAll(known.Select(q => db.ListLengthAsync(new QueueKeys(q).Ready)));

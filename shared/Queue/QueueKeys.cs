@@ -34,6 +34,7 @@ internal sealed class QueueKeys
         Registered = prefix + "registered";
         Idle = prefix + "idle";
         Wake = prefix + "wake";
+        Remote = prefix + "remote";
         Unserved = prefix + "unserved";
         Watch = prefix + "watch";
         Ready = prefix + "ready";
@@ -65,6 +66,12 @@ internal sealed class QueueKeys
 
     /// <summary>The wake slot: present while a post of wake-ups holds this interval (<c>SET NX PX</c>, see wake.lua).</summary>
     public RedisKey Wake { get; }
+
+    /// <summary>
+    /// When (ms, Redis time) a remote runtime last asked this queue for jobs (claim.lua): processors that serve every queue
+    /// leave the queue to the runtimes. Dropped with the queue (idle_queue.lua).
+    /// </summary>
+    public RedisKey Remote { get; }
 
     /// <summary>Since when (ms, Redis time) the scheduler has seen the queue with ready jobs and no live consumer (see unserved.lua).</summary>
     public RedisKey Unserved { get; }

@@ -141,6 +141,15 @@ public sealed class RuntimeOptions
     /// </summary>
     [Range(typeof(TimeSpan), "00:00:00.01", "00:01:00")]
     public TimeSpan IdlePollInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Queues only remote runtimes serve: an in-app processor that serves every queue (<c>Conveyor:Processor:Queues</c>
+    /// empty or <c>*</c>) never claims from them, and enqueues to them post no wake-ups. Without this, such a processor
+    /// leaves a queue alone from the first time a runtime asks it for jobs; list the queue here when jobs may reach it
+    /// before that (a new queue, or one forgotten after <c>Conveyor:Custodian:EmptyQueueRetention</c>). A processor
+    /// that names a queue in <c>Conveyor:Processor:Queues</c> serves it anyway. Default: none.
+    /// </summary>
+    public string[] Queues { get; set; } = [];
 }
 
 /// <summary>How the scheduler promotes due jobs. Section <c>Conveyor:Scheduler</c>.</summary>

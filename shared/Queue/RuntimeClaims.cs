@@ -341,7 +341,7 @@ public sealed class RuntimeClaims(
         var db = await redis.GetDatabaseAsync();
         var reply = (RedisResult[])(await LuaScripts.Claim.RunAsync(
             db,
-            [keys.Consumers, keys.Ready, keys.Inflight(claim.Consumer), keys.Jobs, keys.State, keys.Payloads, keys.Seq, keys.Leases(claim.Consumer), keys.Expiring],
+            [keys.Consumers, keys.Ready, keys.Inflight(claim.Consumer), keys.Jobs, keys.State, keys.Payloads, keys.Seq, keys.Leases(claim.Consumer), keys.Expiring, keys.Remote],
             [claim.Consumer, claim.Max, 0, ProcessorSession.ClaimMaxBytes, claim.LeaseMs]))!;
         var count = (reply.Length - 2) / 4;
         if (count == 0)

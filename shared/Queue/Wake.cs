@@ -55,6 +55,7 @@ public sealed class WakeGate(
     IOptions<WakeOptions> options,
     IOptions<ProcessorOptions> processorOptions,
     IOptions<CustodianOptions> custodianOptions,
+    IOptions<RuntimeOptions> runtimeOptions,
     ILogger<WakeGate> logger)
 {
     /// <summary>False when the host posts no wake-ups: callers skip the Redis call.</summary>
@@ -63,7 +64,8 @@ public sealed class WakeGate(
     /// <summary>Posts the wake-ups <paramref name="queue"/> needs now, if its slot is free. Returns how many were posted.</summary>
     public async Task<int> WakeAsync(string queue, CancellationToken cancellationToken)
     {
-        if (!Enabled)
+        var served = Processor.Configured(processorOptions.Value, runtimeOptions.Value, queue);
+        if (!Enabled || served == false)
         {
             return 0;
         }
@@ -74,9 +76,9 @@ public sealed class WakeGate(
             var db = await redis.GetDatabaseAsync();
             count = (int)await LuaScripts.Wake.RunAsync(
                 db,
-                [keys.Ready, keys.Consumers, keys.Wake],
+                [keys.Ready, keys.Consumers, keys.Wake, keys.Remote],
                 [processorOptions.Value.Concurrency, (long)custodianOptions.Value.ConsumerTimeout.TotalMilliseconds,
-                    (long)options.Value.Interval.TotalMilliseconds, options.Value.MaxMessages]);
+                    (long)options.Value.Interval.TotalMilliseconds, options.Value.MaxMessages, served is null ? 1 : 0]);
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {

@@ -10,6 +10,9 @@
 -- KEYS[7]: conveyor:{q}:seq             string, claim token counter (tokens only grow, even across a queue's drop)
 -- KEYS[8]: (runtimes) conveyor:{q}:leases:<cid>  zset  id -> lease deadline (ms)
 -- KEYS[9]: (runtimes) conveyor:{q}:expiring      zset  runtime consumer id -> its earliest lease deadline, or earlier
+-- KEYS[10]: (runtimes) conveyor:{q}:remote        string, when a runtime last asked this queue for jobs (ms): processors
+--                                                 serving every queue leave it alone, so a job is never claimed by an app
+--                                                 without its handler; set even when nothing is ready (a runtime waits first)
 -- ARGV[1]: consumer id
 -- ARGV[2]: how many jobs to claim at most
 -- ARGV[3]: consumer timeout (ms): a consumer whose heartbeat is older may be recovered at any moment
@@ -24,6 +27,8 @@ if not lease then
   if not beat or tonumber(beat) <= now - tonumber(ARGV[3]) then
     return { -1 }
   end
+else
+  redis.call('SET', KEYS[10], now)
 end
 local ids = redis.call('LPOP', KEYS[2], tonumber(ARGV[2]))
 if not ids then

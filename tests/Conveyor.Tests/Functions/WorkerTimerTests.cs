@@ -22,7 +22,10 @@ public sealed class WorkerTimersCollection : ICollectionFixture<TimerWorkerApp>
     public const string Name = "Functions worker timers";
 }
 
-/// <summary>The real worker with no timer on a schedule: each runs only when a test invokes it. Processor sessions last 3 s.</summary>
+/// <summary>
+/// The real worker with no timer on a schedule: each runs only when a test invokes it. Processor sessions last 3 s. Its
+/// processor serves <see cref="ConveyorApp.Queue"/> and <see cref="WokenQueue"/>.
+/// </summary>
 public sealed class TimerWorkerApp : FunctionsWorkerApp
 {
     public TimerWorkerApp()
@@ -33,8 +36,12 @@ public sealed class TimerWorkerApp : FunctionsWorkerApp
             ["Conveyor:Processor:SessionDuration"] = "00:00:03",
             // Every beat reaches the flush (the write window is the presence tests' subject, not the timer's).
             ["Conveyor:Presence:WriteWindow"] = "00:00:00",
+            ["Conveyor:Processor:Queues:1"] = WokenQueue,
         };
     }
+
+    /// <summary>A queue the processor serves that only the wake-up test enqueues to, so its wake slot is free.</summary>
+    public string WokenQueue { get; } = TestRedis.UniqueQueue("woken");
 
     protected override bool PresenceTimers => true;
 }
@@ -122,7 +129,7 @@ public sealed class WorkerTimerTests(TimerWorkerApp app)
     [Fact]
     public async Task An_enqueue_posts_a_wake_up_to_the_wake_queue_and_its_message_runs_one_session_on_that_queue()
     {
-        var queue = TestRedis.UniqueQueue("woken"); // served by no configured processor, and no timer runs
+        var queue = app.WokenQueue; // no timer runs: only the wake-up can start a session on it
         var id = await EnqueueAsync(queue, """{"type":"probe","payload":{"n":2}}""");
         // The enqueue posted to the app's wake queue in Azurite; the host's extension reads it raw and decodes it per host.json.
         var raw = await TestAzurite.RawClientAsync(app.WakeQueue);

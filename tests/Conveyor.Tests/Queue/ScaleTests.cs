@@ -30,6 +30,7 @@ public sealed class ScaleTests
         var result = await host.Processor.RunWokenSessionAsync(queue, CancellationToken.None)
             .WaitAsync(SessionEnds); // a ten-minute session that must end once idle
 
+        Assert.NotNull(result);
         Assert.Equal(SessionEnd.Idle, result.End);
         Assert.Equal(5, result.Acked);
         Assert.True(result.Deregistered);
@@ -61,6 +62,7 @@ public sealed class ScaleTests
         release.SetResult();
 
         var result = await session.WaitAsync(SessionEnds);
+        Assert.NotNull(result);
         Assert.Equal(SessionEnd.Idle, result.End);
         Assert.Equal(1, result.Acked);
     }
@@ -195,5 +197,67 @@ public sealed class ScaleTests
 
         var error = Assert.Throws<OptionsValidationException>(() => provider.GetRequiredService<IOptions<ProcessorOptions>>().Value);
         Assert.Contains(named, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_processor_serving_every_queue_leaves_runtime_queues_alone_and_posts_them_no_wake_up()
+    {
+        var wake = new RecordingWakeSender();
+        var listed = TestRedis.UniqueQueue("listed");
+        var asked = TestRedis.UniqueQueue("asked");
+        var own = TestRedis.UniqueQueue("own");
+        await using var host = await EngineHost.StartAsync(new() { ["Conveyor:Runtimes:Queues:0"] = listed }, wake: wake);
+        // What a runtime's claim leaves behind (claim.lua); the runtime end-to-end tests make it with a real claim.
+        await host.Db.StringSetAsync($"conveyor:{{{asked}}}:remote", 1);
+
+        foreach (var queue in new[] { listed, asked, own })
+        {
+            await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "1"));
+        }
+
+        var served = await host.Processor.QueuesToServeAsync(readyOnly: true, CancellationToken.None);
+        Assert.Contains(own, served);
+        Assert.DoesNotContain(listed, served);
+        Assert.DoesNotContain(asked, served);
+        Assert.Null(await host.Processor.RunWokenSessionAsync(listed, CancellationToken.None));
+        Assert.Null(await host.Processor.RunWokenSessionAsync(asked, CancellationToken.None));
+        Assert.Equal((0, 0, 1), (wake.CountFor(listed), wake.CountFor(asked), wake.CountFor(own)));
+        Assert.Equal((1, 1), (await host.Db.ListLengthAsync($"conveyor:{{{listed}}}:ready"), await host.Db.ListLengthAsync($"conveyor:{{{asked}}}:ready")));
+    }
+
+    [Fact]
+    public async Task A_processor_that_names_a_queue_serves_it_though_a_runtime_asked_it_for_jobs()
+    {
+        var queue = TestRedis.UniqueQueue("shared");
+        await using var host = await EngineHost.StartAsync(new()
+        {
+            ["Conveyor:Processor:Queues:0"] = queue,
+            ["Conveyor:Processor:IdleTimeout"] = "00:00:00.5",
+        });
+        await host.Db.StringSetAsync($"conveyor:{{{queue}}}:remote", 1);
+        await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "1"));
+
+        Assert.Equal([queue], await host.Processor.QueuesToServeAsync(readyOnly: true, CancellationToken.None));
+        var result = await host.Processor.RunWokenSessionAsync(queue, CancellationToken.None).WaitAsync(SessionEnds);
+        Assert.NotNull(result);
+        Assert.Equal(1, result.Acked);
+    }
+
+    [Theory]
+    [InlineData("bad queue!", "Conveyor:Runtimes:Queues:0")] // not a queue name
+    [InlineData("mine", "which Conveyor:Processor:Queues names")] // also served in-app
+    public void A_runtime_queue_list_that_cannot_hold_is_refused_at_start_up(string queue, string expected)
+    {
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddConveyor(new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Conveyor:Processor:Queues:0"] = "mine",
+            ["Conveyor:Runtimes:Queues:0"] = queue,
+        }).Build());
+        using var provider = services.BuildServiceProvider();
+
+        var error = Assert.Throws<OptionsValidationException>(() => provider.GetRequiredService<IOptions<RuntimeOptions>>().Value);
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
     }
 }

@@ -109,6 +109,12 @@ public static class RuntimeSettings
         ["Conveyor:Runtimes:IdlePollInterval"] = "00:01:00",
     };
 
+    /// <summary>The processor serves every queue (the default; end-to-end apps otherwise serve their own queue only).</summary>
+    public static readonly IReadOnlyDictionary<string, string?> EveryQueue = new Dictionary<string, string?>
+    {
+        ["Conveyor:Processor:Queues:0"] = "*",
+    };
+
     /// <summary>Claims expire 2 s after they were made or extended.</summary>
     public static readonly IReadOnlyDictionary<string, string?> ShortClaims = new Dictionary<string, string?>
     {
