@@ -15,9 +15,9 @@ using StackExchange.Redis;
 namespace Conveyor.Bench;
 
 /// <summary>
-/// R runtimes (bulk-inserted, tokens hashed as the registry does) are brought online by one synchronous beat
-/// each, then beaten through <see cref="HeartbeatService"/> by C concurrent callers for S seconds (buffered in
-/// Redis); one <see cref="HeartbeatFlusher.RunOnceAsync"/> then writes the R buffered runtimes, and a
+/// R runtimes (bulk-inserted, tokens hashed as the registry does) are brought online by one synchronous beat each
+/// (written in groups), then beaten through <see cref="HeartbeatService"/> by C concurrent callers for S seconds
+/// (recorded in Redis); flushes of the steady state's share of due runtimes (and one of all R) are timed, and a
 /// Passthrough run of N beats gives the per-beat PostgreSQL cost without the buffer. Prints one JSON line.
 /// </summary>
 internal static class HeartbeatBench
@@ -29,7 +29,9 @@ internal static class HeartbeatBench
         var runtimes = args.Int("runtimes", 100_000);
         var concurrency = args.Int("concurrency", 512);
         var seconds = args.Int("seconds", 10);
-        var syncConcurrency = args.Int("sync-concurrency", 64);
+        var syncConcurrency = args.Int("sync-concurrency", 2048);
+        var passthroughConcurrency = args.Int("passthrough-concurrency", 64);
+        var fullFlush = args.Int("full-flush", 1) == 1;
         var passthroughBeats = args.Int("passthrough-beats", 10_000);
         var idleBeats = args.Int("idle-beats", 2_000);
         // Only the steady-state formula uses these (what a deployment would configure); nothing here waits on them.
@@ -39,9 +41,16 @@ internal static class HeartbeatBench
 
         await using var batched = Build(args, redis, postgres, PresenceMode.Batched);
         var presence = batched.GetRequiredService<IOptions<PresenceOptions>>().Value;
+        var writeWindow = presence.EffectiveWriteWindow.TotalSeconds;
+        // Steady state: a runtime's row is written once per period: its own window (7/8 of WriteWindow on average,
+        // see beat.lua) and then half a beat interval, on average, until its next beat; every beat when there is no
+        // window. A flush interval holds R × F / period due runtimes.
+        var period = writeWindow == 0 ? beatInterval : Math.Max(beatInterval, 7.0 / 8 * writeWindow + beatInterval / 2.0);
+        var duePerFlush = (int)Math.Min(runtimes, Math.Round(runtimes * flushInterval / period));
         var dataSource = batched.GetRequiredService<NpgsqlDataSource>();
         var heartbeats = batched.GetRequiredService<HeartbeatService>();
         var flusher = batched.GetRequiredService<HeartbeatFlusher>();
+        flusher.Writers = args.Int("writers", HeartbeatFlusher.ConcurrentBatches);
         var multiplexer = await batched.GetRequiredService<RedisConnection>().GetMultiplexerAsync();
         var server = multiplexer.GetServers()[0];
         var db = multiplexer.GetDatabase();
@@ -49,6 +58,10 @@ internal static class HeartbeatBench
         using var statements = new StatementCounter();
 
         await batched.GetRequiredService<SchemaMigrator>().MigrateAsync();
+        var postmaster = await PostmasterAsync(dataSource);
+        Console.Error.WriteLine(postmaster is { } pm
+            ? $"PostgreSQL CPU: the server's own processes (postmaster {pm} and its children)"
+            : "PostgreSQL CPU: every local process named postgres (the server's data directory could not be read)");
         // Beats another process left buffered would inflate the measured flush: write them out first.
         await flusher.RunOnceAsync(CancellationToken.None);
 
@@ -71,22 +84,45 @@ internal static class HeartbeatBench
                 tokens = [.. order.Select(i => tokens[i])];
             }
 
-            // 2. First beat of each: the synchronous path flips it online (one UPDATE each) and marks it online in Redis.
+            // 2. First beat of each: the synchronous path flips it online (in groups: one UPDATE per group) and marks it
+            //    online in Redis. A mass reconnect: every runtime at once, as many in flight as the app would take.
             Console.Error.WriteLine($"bring {runtimes} online (synchronous path, {syncConcurrency} in flight)");
+            var onlineStatementsBefore = statements.Statements;
+            var onlineCpuBefore = await CpuTimes.ReadAsync(server, postmaster);
             var online = await BeatAsync(heartbeats, ids, tokens, syncConcurrency, TimeSpan.MaxValue, runtimes, BeatOutcome.Synchronous);
+            var onlineCpu = await CpuTimes.ReadAsync(server, postmaster) - onlineCpuBefore;
+            var onlineStatements = statements.Statements - onlineStatementsBefore;
             if (online.Unexpected > 0)
             {
                 throw new InvalidOperationException($"{online.Unexpected} first beats did not take the synchronous path");
             }
 
+            // Each runtime's token hash, as the online set holds it: the steady flushes below make runtimes due by hand.
+            var hashes = tokens.Select(t => RuntimeCredentials.Hash(t)!).ToArray();
+            var rotation = 0;
+            // Flushes what fell due on its own (not measured), then makes the next n runtimes of the rotation due (their
+            // write window has run out: PostgreSQL's value is as old as the window) and beats each of them once.
+            async Task<long> PrepareFlushAsync(int n)
+            {
+                await flusher.RunOnceAsync(CancellationToken.None);
+                var picked = Enumerable.Range(rotation, n).Select(i => i % runtimes).ToArray();
+                rotation = (rotation + n) % runtimes;
+                foreach (var chunk in picked.Chunk(1000))
+                {
+                    await db.HashSetAsync(PresenceKeys.Online, [.. chunk.Select(i => new HashEntry(ids[i], hashes[i] + ":0"))]);
+                }
+                await BeatAsync(heartbeats, [.. picked.Select(i => ids[i])], [.. picked.Select(i => tokens[i])], concurrency, TimeSpan.MaxValue, n, BeatOutcome.Buffered);
+                return await db.SortedSetLengthAsync(PresenceKeys.Beats);
+            }
+
             // 3. Warm the buffered path and the flusher (JIT tiers, pools, script cache, prepared statements): a
             //    deployed flusher runs every 10 s for as long as the app lives, so what it costs warm is what counts.
             var warmFlushes = args.Int("warm-flushes", 3);
-            Console.Error.WriteLine($"warm up: buffered beats and {warmFlushes} full flushes");
+            Console.Error.WriteLine($"warm up: buffered beats and {warmFlushes} steady flushes");
             await BeatAsync(heartbeats, ids, tokens, concurrency, TimeSpan.FromSeconds(2), int.MaxValue, BeatOutcome.Buffered);
             for (var w = 0; w < warmFlushes; w++)
             {
-                await BeatAsync(heartbeats, ids, tokens, concurrency, TimeSpan.MaxValue, runtimes, BeatOutcome.Buffered);
+                await PrepareFlushAsync(duePerFlush);
                 await flusher.RunOnceAsync(CancellationToken.None);
             }
 
@@ -107,65 +143,79 @@ internal static class HeartbeatBench
                 await BeatAsync(heartbeats, ids[from..], tokens[from..], concurrency, TimeSpan.MaxValue, runtimes - from, BeatOutcome.Buffered);
             }
 
-            // 6. Flushes of the R buffered runtimes: F of them (the first of the beats above, each later one of
-            //    one more beat of every runtime, not measured); flushMs is their median.
+            // 6. Steady flushes: F of them, each of the steady state's due share of the R runtimes (made due and beaten
+            //    first, not measured); flushMs is their median.
             var flushes = args.Int("flushes", 5);
-            var pgBefore = await stats.ReadAsync(dataSource);
             long flushStatementsTotal = 0;
             var flushStatementTime = TimeSpan.Zero;
+            var pgFlush = default(PostgresStats.Snapshot);
             var runs = new List<FlushRun>();
             for (var f = 0; f < flushes; f++)
             {
-                if (f > 0)
-                {
-                    await BeatAsync(heartbeats, ids, tokens, concurrency, TimeSpan.MaxValue, runtimes, BeatOutcome.Buffered);
-                }
-                var pending = await db.SortedSetLengthAsync(PresenceKeys.Beats);
-                Console.Error.WriteLine($"flush {f + 1}/{flushes}: {pending} buffered runtimes, batches of {presence.FlushBatchSize}");
+                var pending = await PrepareFlushAsync(duePerFlush);
+                Console.Error.WriteLine($"flush {f + 1}/{flushes}: {pending} due runtimes, batches of {presence.FlushBatchSize}");
+                var pgBefore = await stats.ReadAsync(dataSource);
+                var measuredFlush = await MeasureFlushAsync(pending);
+                pgFlush += await stats.ReadAsync(dataSource) - pgBefore;
+                runs.Add(measuredFlush);
+            }
+            var flushStatements = (double)flushStatementsTotal / flushes;
+            var flushStatementMs = flushStatementTime.TotalMilliseconds / flushes;
+            var median = runs.OrderBy(r => r.Ms).ElementAt(flushes / 2);
+
+            // One flush of every runtime at once: the most a flush can hold (the first flush after a version without the
+            // window rolls out, or after Redis lost the online set's window starts).
+            FlushRun? full = null;
+            if (fullFlush)
+            {
+                var pending = await PrepareFlushAsync(runtimes);
+                Console.Error.WriteLine($"full flush: {pending} due runtimes");
+                full = await MeasureFlushAsync(pending);
+            }
+
+            async Task<FlushRun> MeasureFlushAsync(long pending)
+            {
                 await WarmPoolAsync(dataSource, HeartbeatFlusher.ConcurrentBatches);
-                var cpuBefore = await CpuTimes.ReadAsync(server);
-                var (checkpointsBefore, autovacuumsBefore) = await BackgroundWorkAsync(dataSource);
+                var cpuBefore = await CpuTimes.ReadAsync(server, postmaster);
+                var backgroundBefore = await BackgroundWorkAsync(dataSource);
                 var gen2Before = GC.CollectionCount(2);
                 var (statementsBefore, statementTimeBefore) = (statements.Statements, statements.Elapsed);
+                var load = LoadAverage();
                 clock.Restart();
                 var result = await flusher.RunOnceAsync(CancellationToken.None);
                 var elapsed = clock.Elapsed.TotalMilliseconds;
                 flushStatementsTotal += statements.Statements - statementsBefore;
                 flushStatementTime += statements.Elapsed - statementTimeBefore;
-                var cpu = await CpuTimes.ReadAsync(server) - cpuBefore;
+                var cpu = await CpuTimes.ReadAsync(server, postmaster) - cpuBefore;
                 var gen2 = GC.CollectionCount(2) - gen2Before;
-                var (checkpointsAfter, autovacuumsAfter) = await BackgroundWorkAsync(dataSource);
-                var measuredFlush = new FlushRun(pending, result, elapsed, cpu,
-                    checkpointsAfter - checkpointsBefore, autovacuumsAfter - autovacuumsBefore, gen2);
-                Console.Error.WriteLine($"  {measuredFlush.Ms:F0} ms, CPU ms {string.Join(", ", measuredFlush.Cpu.ToJson().Select(p => $"{p.Key} {p.Value}"))}, checkpoints {measuredFlush.Checkpoints}, autovacuum/analyze ends {measuredFlush.Autovacuums}, gen2 GCs {measuredFlush.Gen2}");
-                runs.Add(measuredFlush);
+                var background = await BackgroundWorkAsync(dataSource) - backgroundBefore;
+                var run = new FlushRun(pending, result, elapsed, cpu, background.Checkpoints, background.Autovacuums, gen2, load, background.WalBytes);
+                Console.Error.WriteLine($"  {run.Ms:F0} ms, {result.Flushed} rows, CPU ms {string.Join(", ", run.Cpu.ToJson().Select(p => $"{p.Key} {p.Value}"))}, checkpoints {run.Checkpoints}, autovacuum/analyze ends {run.Autovacuums}, WAL {run.WalBytes / 1048576.0:F1} MiB, gen2 GCs {run.Gen2}, load {load}");
+                return run;
             }
-            var flushStatements = (double)flushStatementsTotal / flushes;
-            var flushStatementMs = flushStatementTime.TotalMilliseconds / flushes;
-            var pgFlush = await stats.ReadAsync(dataSource) - pgBefore;
-            var median = runs.OrderBy(r => r.Ms).ElementAt(flushes / 2);
 
             // 7. Passthrough: every beat writes PostgreSQL at once.
-            Console.Error.WriteLine($"passthrough beats x{passthroughBeats}, {syncConcurrency} in flight");
+            Console.Error.WriteLine($"passthrough beats x{passthroughBeats}, {passthroughConcurrency} in flight");
             await using var passthrough = Build(args, redis, postgres, PresenceMode.Passthrough);
             var passthroughSource = passthrough.GetRequiredService<NpgsqlDataSource>();
             var passthroughHeartbeats = passthrough.GetRequiredService<HeartbeatService>();
-            await BeatAsync(passthroughHeartbeats, ids, tokens, syncConcurrency, TimeSpan.MaxValue, Math.Min(1000, runtimes), BeatOutcome.Synchronous);
-            pgBefore = await stats.ReadAsync(dataSource, passthroughSource);
-            await WarmPoolAsync(passthroughSource, syncConcurrency);
+            await BeatAsync(passthroughHeartbeats, ids, tokens, passthroughConcurrency, TimeSpan.MaxValue, Math.Min(1000, runtimes), BeatOutcome.Synchronous);
+            var pgPassthroughBefore = await stats.ReadAsync(dataSource, passthroughSource);
+            await WarmPoolAsync(passthroughSource, Math.Min(passthroughConcurrency, FlipWriter.ConcurrentGroups * 2));
             var passthroughBefore = statements.Statements;
-            var direct = await BeatAsync(passthroughHeartbeats, ids, tokens, syncConcurrency, TimeSpan.MaxValue, passthroughBeats, BeatOutcome.Synchronous);
+            var direct = await BeatAsync(passthroughHeartbeats, ids, tokens, passthroughConcurrency, TimeSpan.MaxValue, passthroughBeats, BeatOutcome.Synchronous);
             var passthroughStatements = statements.Statements - passthroughBefore;
             if (direct.Unexpected > 0)
             {
                 throw new InvalidOperationException($"{direct.Unexpected} passthrough beats were not written synchronously");
             }
-            var pgPassthrough = await stats.ReadAsync(dataSource, passthroughSource) - pgBefore;
+            var pgPassthrough = await stats.ReadAsync(dataSource, passthroughSource) - pgPassthroughBefore;
 
-            // Steady state: each runtime beats once per beat interval, so one flush interval brings R·F/B beats,
-            // and a flush writes at most R runtimes, which is what step 6 measured: an upper bound per beat.
+            // Steady state: each runtime beats once per beat interval, so one flush interval brings R·F/B beats, and a
+            // flush writes the due share of the runtimes, which is what step 6 measured.
             var beatsPerFlushInterval = (double)runtimes * flushInterval / beatInterval;
             var writesPerBeatBatched = flushStatements / beatsPerFlushInterval;
+            var rowsPerBeatBatched = (double)pgFlush.TupUpdated / flushes / beatsPerFlushInterval;
             var writesPerBeatPassthrough = (double)passthroughStatements / direct.Beats;
             var line = new Dictionary<string, object>
             {
@@ -182,7 +232,14 @@ internal static class HeartbeatBench
                 ["redisCommandsPerBeat"] = Math.Round((double)redisDelta.Commands / measured.Beats, 3),
                 ["redisCpuPct"] = Math.Round(100 * redisDelta.CpuSeconds / measured.Seconds, 1),
                 ["registerSec"] = Math.Round(registerSeconds, 2),
+                ["syncConcurrency"] = syncConcurrency,
                 ["onlinePerSec"] = Math.Round(online.PerSecond),
+                ["onlineP50Ms"] = Math.Round(online.Percentile(0.50), 1),
+                ["onlineP99Ms"] = Math.Round(online.Percentile(0.99), 1),
+                ["onlineStatements"] = onlineStatements,
+                ["onlineCpuMs"] = onlineCpu.ToJson(),
+                ["writeWindowSec"] = writeWindow,
+                ["duePerFlush"] = duePerFlush,
                 ["buffered"] = median.Buffered,
                 ["flushMs"] = Math.Round(median.Ms, 1),
                 ["flushMsRuns"] = runs.Select(r => Math.Round(r.Ms, 1)).ToArray(),
@@ -193,7 +250,10 @@ internal static class HeartbeatBench
                 ["statementsPerFlush"] = flushStatements,
                 ["flushStatementMs"] = Math.Round(flushStatementMs, 1),
                 ["flushCpuMs"] = median.Cpu.ToJson(),
+                ["pgCoresAtFlushInterval"] = median.Cpu.Postgres is { } pgCpu ? Math.Round(pgCpu / flushInterval, 3) : null!,
+                ["flushLoadAvg"] = median.LoadAverage,
                 ["flushCheckpoints"] = runs.Sum(r => r.Checkpoints),
+                ["flushWalMiB"] = Math.Round(median.WalBytes / 1048576.0, 1),
                 ["flushAutovacuums"] = runs.Sum(r => r.Autovacuums),
                 ["pgFlushXactCommits"] = pgFlush.XactCommit / flushes,
                 ["pgFlushRowsUpdated"] = pgFlush.TupUpdated / flushes,
@@ -202,6 +262,7 @@ internal static class HeartbeatBench
                 ["flushIntervalSec"] = flushInterval,
                 ["beatsPerFlushInterval"] = Math.Round(beatsPerFlushInterval),
                 ["dbWritesPerBeatBatched"] = Math.Round(writesPerBeatBatched, 6),
+                ["dbRowsPerBeat"] = Math.Round(rowsPerBeatBatched, 4),
                 ["dbWritesPerBeatPassthrough"] = Math.Round(writesPerBeatPassthrough, 4),
                 ["writeReduction"] = Math.Round(writesPerBeatPassthrough / writesPerBeatBatched),
                 ["passthroughBeats"] = direct.Beats,
@@ -211,6 +272,13 @@ internal static class HeartbeatBench
                 ["pgPassthroughXactPerBeat"] = Math.Round((double)pgPassthrough.XactCommit / direct.Beats, 4),
                 ["pgPassthroughRowsPerBeat"] = Math.Round((double)pgPassthrough.TupUpdated / direct.Beats, 4),
             };
+            if (full is { } all)
+            {
+                line["fullFlushMs"] = Math.Round(all.Ms, 1);
+                line["fullFlushRows"] = all.Result.Flushed;
+                line["fullFlushCpuMs"] = all.Cpu.ToJson();
+                line["fullFlushWalMiB"] = Math.Round(all.WalBytes / 1048576.0, 1);
+            }
             Console.WriteLine(JsonSerializer.Serialize(line));
             return 0;
         }
@@ -223,13 +291,19 @@ internal static class HeartbeatBench
 
     private static ServiceProvider Build(BenchArgs args, string redis, string postgres, PresenceMode mode)
     {
-        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        var settings = new Dictionary<string, string?>
         {
             ["Conveyor:Redis:ConnectionString"] = redis + ",allowAdmin=true",
             ["Conveyor:Postgres:ConnectionString"] = postgres,
             ["Conveyor:Presence:Mode"] = mode.ToString(),
             ["Conveyor:Presence:FlushBatchSize"] = args.Int("batch", 5000).ToString(CultureInfo.InvariantCulture),
-        }).Build();
+        };
+        if (args.Int("write-window", -1) is var window and >= 0)
+        {
+            // Seconds; not given: the option's default.
+            settings["Conveyor:Presence:WriteWindow"] = TimeSpan.FromSeconds(window).ToString();
+        }
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(settings).Build();
         var services = new ServiceCollection().AddLogging(logging => logging.AddConsole().SetMinimumLevel(LogLevel.Warning));
         services.AddConveyor(configuration);
         return services.BuildServiceProvider();
@@ -322,6 +396,7 @@ internal static class HeartbeatBench
         {
             var members = chunk.Select(id => (RedisValue)id).ToArray();
             await db.HashDeleteAsync(PresenceKeys.Online, members);
+            await db.HashDeleteAsync(PresenceKeys.Seen, members);
             await db.SortedSetRemoveAsync(PresenceKeys.Beats, members);
             await db.SortedSetRemoveAsync(PresenceKeys.Flushing, members);
         }
@@ -332,21 +407,50 @@ internal static class HeartbeatBench
     /// PostgreSQL checkpoints begun (after one, the first write to each page logs the whole page), autovacuum or
     /// autoanalyze runs of runtimes that ended, and this process's full garbage collections.
     /// </summary>
-    private sealed record FlushRun(long Buffered, FlushResult Result, double Ms, CpuTimes Cpu, long Checkpoints, long Autovacuums, int Gen2);
+    private sealed record FlushRun(
+        long Buffered, FlushResult Result, double Ms, CpuTimes Cpu, long Checkpoints, long Autovacuums, int Gen2, string LoadAverage, long WalBytes);
+
+    /// <summary>The machine's 1-minute load average when a flush began (other work on the shared cores).</summary>
+    private static string LoadAverage() =>
+        File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "";
+
+    /// <summary>The PostgreSQL server's postmaster pid, from its data directory (null when that cannot be read: another machine, say).</summary>
+    private static async Task<int?> PostmasterAsync(NpgsqlDataSource dataSource)
+    {
+        try
+        {
+            await using var command = dataSource.CreateCommand("SHOW data_directory");
+            var directory = (string)(await command.ExecuteScalarAsync())!;
+            var first = (await File.ReadAllLinesAsync(Path.Combine(directory, "postmaster.pid")))[0];
+            return int.Parse(first, CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is PostgresException or IOException or UnauthorizedAccessException or FormatException)
+        {
+            return null;
+        }
+    }
 
     /// <summary>
-    /// Checkpoints begun so far, and autovacuum or autoanalyze runs of <c>runtimes</c> so far: work that competes with
-    /// a flush for the same cores.
+    /// Checkpoints begun so far, autovacuum or autoanalyze runs of <c>runtimes</c> so far (work that competes with a
+    /// flush for the same cores), and the server's WAL position (bytes written so far; exact, unlike pg_stat_wal, whose
+    /// counters backends report only when idle).
     /// </summary>
-    private static async Task<(long Checkpoints, long Autovacuums)> BackgroundWorkAsync(NpgsqlDataSource dataSource)
+    private static async Task<BackgroundWork> BackgroundWorkAsync(NpgsqlDataSource dataSource)
     {
         await using var command = dataSource.CreateCommand("""
             SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter),
-                   (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0)::bigint FROM pg_stat_user_tables WHERE relname = 'runtimes')
+                   (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0)::bigint FROM pg_stat_user_tables WHERE relname = 'runtimes'),
+                   (pg_current_wal_lsn() - '0/0')::bigint
             """);
         await using var reader = await command.ExecuteReaderAsync();
         await reader.ReadAsync();
-        return (reader.GetInt64(0), reader.GetInt64(1));
+        return new BackgroundWork(reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2));
+    }
+
+    private readonly record struct BackgroundWork(long Checkpoints, long Autovacuums, long WalBytes)
+    {
+        public static BackgroundWork operator -(BackgroundWork a, BackgroundWork b) =>
+            new(a.Checkpoints - b.Checkpoints, a.Autovacuums - b.Autovacuums, a.WalBytes - b.WalBytes);
     }
 
     /// <summary>Latencies (ms, sorted) of one run of beats.</summary>

@@ -34,10 +34,14 @@ internal readonly record struct CpuTimes(double Bench, double Redis, double? Pos
 {
     public static CpuTimes operator -(CpuTimes a, CpuTimes b) => new(a.Bench - b.Bench, a.Redis - b.Redis, a.Postgres - b.Postgres);
 
-    public static async Task<CpuTimes> ReadAsync(IServer server)
+    /// <summary>
+    /// CPU used so far. With <paramref name="postmaster"/>, PostgreSQL's is that server's only (the postmaster and its
+    /// children): other engineers' servers on a shared machine are left out.
+    /// </summary>
+    public static async Task<CpuTimes> ReadAsync(IServer server, int? postmaster = null)
     {
         var redis = (await RedisStats.ReadAsync(server)).CpuSeconds;
-        return new CpuTimes(System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds, redis, PostgresSeconds());
+        return new CpuTimes(System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds, redis, PostgresSeconds(postmaster));
     }
 
     public Dictionary<string, double?> ToJson() => new()
@@ -47,8 +51,11 @@ internal readonly record struct CpuTimes(double Bench, double Redis, double? Pos
         ["postgres"] = Postgres is { } pg ? Math.Round(pg * 1000) : null,
     };
 
-    /// <summary>utime + stime of every process named postgres, in seconds (USER_HZ is 100 on Linux).</summary>
-    private static double? PostgresSeconds()
+    /// <summary>
+    /// utime + stime of every process named postgres (or only <paramref name="postmaster"/> and its children), in
+    /// seconds (USER_HZ is 100 on Linux).
+    /// </summary>
+    private static double? PostgresSeconds(int? postmaster)
     {
         if (!OperatingSystem.IsLinux())
         {
@@ -69,6 +76,12 @@ internal readonly record struct CpuTimes(double Bench, double Redis, double? Pos
                     continue;
                 }
                 var fields = stat[(close + 2)..].Split(' ');
+                // fields[1] is the parent pid.
+                if (postmaster is { } pm && Path.GetFileName(dir) != pm.ToString(CultureInfo.InvariantCulture)
+                    && fields[1] != pm.ToString(CultureInfo.InvariantCulture))
+                {
+                    continue;
+                }
                 ticks += long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
                 found = true;
             }

@@ -99,5 +99,7 @@ internal sealed class PostgresStats(string connectionString)
     internal readonly record struct Snapshot(long XactCommit, long TupUpdated, long HotUpdated)
     {
         public static Snapshot operator -(Snapshot a, Snapshot b) => new(a.XactCommit - b.XactCommit, a.TupUpdated - b.TupUpdated, a.HotUpdated - b.HotUpdated);
+
+        public static Snapshot operator +(Snapshot a, Snapshot b) => new(a.XactCommit + b.XactCommit, a.TupUpdated + b.TupUpdated, a.HotUpdated + b.HotUpdated);
     }
 }

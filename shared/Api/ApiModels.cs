@@ -118,8 +118,8 @@ public sealed record ClaimFailureRequest
 /// <summary>Per-claim outcomes, in request order: a claim the runtime no longer holds is <c>lost</c> and nothing changed for it.</summary>
 public sealed record ClaimResultsResponse(IReadOnlyList<Conveyor.Queue.ClaimResult> Results);
 
-/// <summary>Whether the backing stores answer.</summary>
-public sealed record HealthResponse(string Status, IReadOnlyDictionary<string, string> Checks);
+/// <summary>Whether the backing stores answer, and what the stale sweeper last decided (null when Redis did not answer).</summary>
+public sealed record HealthResponse(string Status, IReadOnlyDictionary<string, string> Checks, PresenceHealth? Presence);
 
 /// <summary>
 /// Request JSON, strict: camelCase names matched exactly (<c>Type</c> is not <c>type</c>), unknown members, duplicate

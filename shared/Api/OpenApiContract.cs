@@ -118,7 +118,7 @@ public static class OpenApiContract
         document.Paths = paths;
         document.Tags = new HashSet<OpenApiTag>
         {
-            new() { Name = HealthTag, Description = "Whether the backing stores (Redis, PostgreSQL) answer. The one route that needs no key." },
+            new() { Name = HealthTag, Description = "Whether the backing stores (Redis, PostgreSQL) answer, and whether the stale sweeper is holding silent runtimes back (disruption mode). The one route that needs no key." },
             new() { Name = QueuesTag, Description = "Enqueue jobs, look them up, watch queue counts, and manage the dead set (jobs out of attempts)." },
             new()
             {

@@ -37,8 +37,9 @@ internal static class OpenApiExamples
     /// <summary>A successful response body of an operation.</summary>
     public static object? Response(string operationId, int status) => (operationId, status) switch
     {
-        ("GetHealth", 200) => new HealthResponse("healthy", new Dictionary<string, string> { ["redis"] = "ok", ["postgres"] = "ok" }),
-        ("GetHealth", 503) => new HealthResponse("unhealthy", new Dictionary<string, string> { ["redis"] = "unreachable: RedisConnectionException", ["postgres"] = "ok" }),
+        ("GetHealth", 200) => new HealthResponse("healthy", new Dictionary<string, string> { ["redis"] = "ok", ["postgres"] = "ok" }, Presence()),
+        ("GetHealth", 503) => new HealthResponse(
+            "unhealthy", new Dictionary<string, string> { ["redis"] = "unreachable: RedisConnectionException", ["postgres"] = "ok" }, Presence: null),
         ("ListQueues", 200) => new QueueListResponse([Stats(Queue), Stats("reports")]),
         ("GetQueue", 200) => Stats(Queue),
         ("EnqueueJob", 202) => new EnqueueResult(JobId, JobState.Scheduled, Duplicate: false),
@@ -62,6 +63,11 @@ internal static class OpenApiExamples
         ("ExtendClaims", 200) => new ClaimResultsResponse([new ClaimResult(Claim, ClaimOutcome.Extended) { ClaimExpiresAt = At.AddMinutes(5) }]),
         _ => null,
     };
+
+    /// <summary>A sweeper in a mass silence: of 1,500 silent runtimes, 300 went offline this sweep and 1,200 were held back.</summary>
+    private static PresenceHealth Presence() => new(
+        SweepDisruption.MassSilence, At.AddMinutes(-2), SilentRuntimes: 1500, HeldBack: 1200, LastSweepAt: At,
+        BeatIntakeSince: At.AddDays(-3), LastFlushAt: At.AddSeconds(-4));
 
     /// <summary>A problem an operation answers, as the API writes it.</summary>
     public static ProblemDetails Problem(string operationId, ProblemType type)

@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Npgsql;
 
 namespace Conveyor.Hosting;
 
@@ -23,7 +24,9 @@ internal static class PresenceServiceCollectionExtensions
             sp.GetRequiredService<IOptions<PostgresOptions>>().Value, sp.GetService<ILoggerFactory>(), sp.GetRequiredService<Azure.Core.TokenCredential>));
         services.TryAddSingleton<SchemaMigrator>();
         services.TryAddSingleton<RuntimeRegistry>();
-        services.TryAddSingleton<HeartbeatService>();
+        services.TryAddSingleton<FlipWriter>();
+        services.TryAddSingleton(sp => new HeartbeatService(
+            sp.GetRequiredService<RedisConnection>(), sp.GetRequiredService<IOptions<PresenceOptions>>(), sp.GetRequiredService<FlipWriter>(), sp.GetRequiredService<NpgsqlDataSource>()));
         services.TryAddSingleton<HeartbeatFlusher>();
         services.TryAddSingleton<StaleSweeper>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, SchemaCheck>());

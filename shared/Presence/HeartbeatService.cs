@@ -8,10 +8,13 @@ namespace Conveyor.Presence;
 /// <summary>What became of a beat. The HTTP layer maps Buffered → 202, Synchronous → 200, NotFound → 404, Unauthorized → 401.</summary>
 public enum BeatOutcome
 {
-    /// <summary>Recorded in Redis; the next flush writes it to PostgreSQL.</summary>
+    /// <summary>
+    /// Recorded in Redis (exactly, for the sweeper and the API); PostgreSQL's last_seen_at gets it through the flush
+    /// when the value it holds is a write window old.
+    /// </summary>
     Buffered,
 
-    /// <summary>Written to PostgreSQL at once (the runtime was not known online, or the mode is Passthrough).</summary>
+    /// <summary>Written to PostgreSQL before the answer (the runtime was not known online, or the mode is Passthrough).</summary>
     Synchronous,
 
     /// <summary>No runtime has that id. Nothing changed.</summary>
@@ -49,26 +52,28 @@ public sealed record BeatResult(BeatOutcome Outcome, bool FlippedOnline = false,
 
 /// <summary>
 /// Accepts runtime heartbeats. A runtime known online costs one Redis script call and no PostgreSQL at all;
-/// any other runtime takes the synchronous path: one UPDATE flips it online, then Redis knows it online.
+/// any other runtime takes the synchronous path: its beat is written to PostgreSQL with the others that arrive with it
+/// (one statement per group, see <see cref="FlipWriter"/>), then Redis knows it online, then it is answered.
 /// </summary>
-public sealed class HeartbeatService(NpgsqlDataSource dataSource, RedisConnection redis, IOptions<PresenceOptions> options)
+public sealed class HeartbeatService
 {
-    /// <summary>How often runtimes should beat (<see cref="PresenceOptions.BeatInterval"/>); every beat's answer says so.</summary>
-    public TimeSpan BeatInterval => options.Value.BeatInterval;
+    private readonly RedisConnection _redis;
+    private readonly IOptions<PresenceOptions> _options;
+    private readonly FlipWriter _flips;
+    private readonly NpgsqlDataSource _dataSource;
+    private readonly RedisValue _writeWindowMs;
 
-    // One statement: lock the row, bump it only if the token hash matches, and report what the row was,
-    // so unknown id, wrong token and offline→online are told apart without a second round trip.
-    // GREATEST: a beat never moves last_seen_at backwards.
-    private const string SynchronousBeat = """
-        WITH old AS (
-            SELECT id, status, token_hash FROM runtimes WHERE id = $1 FOR UPDATE
-        ), bumped AS (
-            UPDATE runtimes r SET status = 'online', last_seen_at = GREATEST(r.last_seen_at, $3)
-            FROM old WHERE r.id = old.id AND old.token_hash = $2
-            RETURNING r.id
-        )
-        SELECT old.status, old.token_hash, EXISTS (SELECT 1 FROM bumped) FROM old
-        """;
+    internal HeartbeatService(RedisConnection redis, IOptions<PresenceOptions> options, FlipWriter flips, NpgsqlDataSource dataSource)
+    {
+        _redis = redis;
+        _options = options;
+        _flips = flips;
+        _dataSource = dataSource;
+        _writeWindowMs = (long)options.Value.EffectiveWriteWindow.TotalMilliseconds;
+    }
+
+    /// <summary>How often runtimes should beat (<see cref="PresenceOptions.BeatInterval"/>); every beat's answer says so.</summary>
+    public TimeSpan BeatInterval => _options.Value.BeatInterval;
 
     /// <summary>Records a beat of runtime <paramref name="id"/> presenting <paramref name="token"/>. Throws <see cref="ConveyorValidationException"/> when the id is not a UUID.</summary>
     public async Task<BeatResult> BeatAsync(string id, string? token, CancellationToken cancellationToken = default)
@@ -80,11 +85,10 @@ public sealed class HeartbeatService(NpgsqlDataSource dataSource, RedisConnectio
             ConveyorTelemetry.BeatsRejected.Add(1);
             return BeatResult.Unauthorized;
         }
-        var member = RuntimeCredentials.Canonical(runtimeId);
-        var db = await redis.GetDatabaseAsync();
-        if (options.Value.Mode == PresenceMode.Batched)
+        if (_options.Value.Mode == PresenceMode.Batched)
         {
-            var at = (long)await PresenceScripts.Beat.RunAsync(db, PresenceKeys.OnlineAndBeats, [member, hash]);
+            var db = await _redis.GetDatabaseAsync();
+            var at = (long)await PresenceScripts.Beat.RunAsync(db, PresenceKeys.ForBeat, [RuntimeCredentials.Canonical(runtimeId), hash, _writeWindowMs]);
             if (at > 0)
             {
                 ConveyorTelemetry.BeatsBuffered.Add(1);
@@ -96,19 +100,8 @@ public sealed class HeartbeatService(NpgsqlDataSource dataSource, RedisConnectio
                 return BeatResult.Unauthorized;
             }
         }
-        var result = await WriteSynchronouslyAsync(db, runtimeId, hash, cancellationToken);
-        if (result.Outcome != BeatOutcome.Synchronous)
-        {
-            ConveyorTelemetry.BeatsRejected.Add(1);
-            return result;
-        }
-        if (options.Value.Mode == PresenceMode.Batched)
-        {
-            // After the commit: from now on its beats are buffered. If the sweeper or a flush removes it
-            // again in between, its next beat simply comes back here.
-            await db.HashSetAsync(PresenceKeys.Online, member, hash);
-        }
-        ConveyorTelemetry.BeatsSynchronous.Add(1);
+        var result = await _flips.WriteAsync(runtimeId, hash, cancellationToken);
+        (result.Outcome == BeatOutcome.Synchronous ? ConveyorTelemetry.BeatsSynchronous : ConveyorTelemetry.BeatsRejected).Add(1);
         return result;
     }
 
@@ -125,16 +118,18 @@ public sealed class HeartbeatService(NpgsqlDataSource dataSource, RedisConnectio
         {
             return RuntimeAccess.Unauthorized;
         }
-        if (options.Value.Mode == PresenceMode.Batched)
+        if (_options.Value.Mode == PresenceMode.Batched)
         {
-            var db = await redis.GetDatabaseAsync();
+            var db = await _redis.GetDatabaseAsync();
             var known = await db.HashGetAsync(PresenceKeys.Online, RuntimeCredentials.Canonical(runtimeId));
             if (known.HasValue)
             {
-                return RuntimeCredentials.HashesMatch(known!, hash) ? RuntimeAccess.Online : RuntimeAccess.Unauthorized;
+                // "<token hash>" or "<token hash>:<ms PostgreSQL holds>" (beat.lua).
+                var stored = ((string)known!).Split(':', 2)[0];
+                return RuntimeCredentials.HashesMatch(stored, hash) ? RuntimeAccess.Online : RuntimeAccess.Unauthorized;
             }
         }
-        await using var command = dataSource.CreateCommand("SELECT status, token_hash FROM runtimes WHERE id = $1");
+        await using var command = _dataSource.CreateCommand("SELECT status, token_hash FROM runtimes WHERE id = $1");
         command.Parameters.AddWithValue(runtimeId);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         if (!await reader.ReadAsync(cancellationToken))
@@ -146,27 +141,5 @@ public sealed class HeartbeatService(NpgsqlDataSource dataSource, RedisConnectio
             return RuntimeAccess.Unauthorized;
         }
         return reader.GetString(0) == "online" ? RuntimeAccess.Online : RuntimeAccess.Offline;
-    }
-
-    private async Task<BeatResult> WriteSynchronouslyAsync(IDatabase db, Guid id, string hash, CancellationToken cancellationToken)
-    {
-        var now = RedisTime.ToUtc(await RedisTime.NowMsAsync(db));
-        await using var command = dataSource.CreateCommand(SynchronousBeat);
-        command.Parameters.AddWithValue(id);
-        command.Parameters.AddWithValue(hash);
-        command.Parameters.AddWithValue(now);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        if (!await reader.ReadAsync(cancellationToken))
-        {
-            return BeatResult.NotFound;
-        }
-        var wasOnline = reader.GetString(0) == "online";
-        var stored = reader.GetString(1);
-        var bumped = reader.GetBoolean(2);
-        if (!RuntimeCredentials.HashesMatch(stored, hash) || !bumped)
-        {
-            return BeatResult.Unauthorized;
-        }
-        return new BeatResult(BeatOutcome.Synchronous, FlippedOnline: !wasOnline, SeenAt: new DateTimeOffset(now));
     }
 }

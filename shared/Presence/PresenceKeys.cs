@@ -9,10 +9,17 @@ namespace Conveyor.Presence;
 /// </summary>
 internal static class PresenceKeys
 {
-    /// <summary>Hash: runtime id → SHA-256 hex of its token, for every runtime known online.</summary>
+    /// <summary>
+    /// Hash: runtime id → <c>"&lt;SHA-256 hex of its token&gt;:&lt;ms&gt;"</c> for every runtime known online, where ms is a
+    /// time PostgreSQL's last_seen_at holds at least (its write window starts there). A bare token hash is accepted:
+    /// its next beat is written.
+    /// </summary>
     public static readonly RedisKey Online = "conveyor:{presence}:online";
 
-    /// <summary>Sorted set: runtime id → its latest buffered beat (ms, Redis time). Beats land here.</summary>
+    /// <summary>Hash: runtime id → its latest beat (ms, Redis time), for every runtime known online. Exact, unlike PostgreSQL.</summary>
+    public static readonly RedisKey Seen = "conveyor:{presence}:seen";
+
+    /// <summary>Sorted set: runtime id → its latest beat the flush must write (ms, Redis time). Due beats land here.</summary>
     public static readonly RedisKey Beats = "conveyor:{presence}:beats";
 
     /// <summary>
@@ -28,25 +35,33 @@ internal static class PresenceKeys
     /// </summary>
     public static readonly RedisKey Generation = "conveyor:{presence}:generation";
 
+    /// <summary>
+    /// String <c>"&lt;last flush ms&gt;|&lt;unbroken since ms&gt;"</c>: Conveyor's own beat intake, stamped by every flush. The
+    /// sweeper holds off until it has been unbroken for a whole stale window.
+    /// </summary>
+    public static readonly RedisKey Intake = "conveyor:{presence}:intake";
+
+    /// <summary>Hash: the latest sweep's disruption verdict (what <c>GET /api/health</c> shows) and the mass-offline token bucket.</summary>
+    public static readonly RedisKey Disruption = "conveyor:{presence}:disruption";
+
     /// <summary>KEYS of beat.lua.</summary>
-    public static readonly RedisKey[] OnlineAndBeats = [Online, Beats];
+    public static readonly RedisKey[] ForBeat = [Online, Seen, Beats, Flushing];
 
     /// <summary>KEYS of take.lua.</summary>
-    public static readonly RedisKey[] BeatsFlushingAndGeneration = [Beats, Flushing, Generation];
+    public static readonly RedisKey[] ForTake = [Beats, Flushing, Generation, Intake];
 
     /// <summary>KEYS of forget.lua.</summary>
-    public static readonly RedisKey[] FlushingAndGeneration = [Flushing, Generation];
+    public static readonly RedisKey[] ForForget = [Flushing, Generation, Online, Seen];
 
     /// <summary>KEYS of release_stale.lua.</summary>
-    public static readonly RedisKey[] OnlineBeatsAndFlushing = [Online, Beats, Flushing];
+    public static readonly RedisKey[] ForRelease = [Online, Seen, Beats, Flushing];
 
     /// <summary>Every presence key.</summary>
-    public static readonly RedisKey[] All = [Online, Beats, Flushing, Generation];
+    public static readonly RedisKey[] All = [Online, Seen, Beats, Flushing, Generation, Intake, Disruption];
 
     /// <summary>
-    /// Each member's latest buffered beat (ms, Redis time), live or frozen by a flush that has not written it yet;
-    /// null when none waits. One transaction: a flush taking the live set between two separate reads could hide a
-    /// beat from both.
+    /// Each member's latest buffered beat (ms, Redis time), live or frozen by a flush that has not written it yet; null
+    /// when none waits. One transaction: a flush taking the live set between two separate reads could hide a beat from both.
     /// </summary>
     public static async Task<double?[]> BufferedBeatsAsync(IDatabase db, RedisValue[] members)
     {
@@ -57,6 +72,36 @@ internal static class PresenceKeys
         var (liveScores, frozenScores) = (await live, await frozen);
         return [.. liveScores.Zip(frozenScores, (a, b) => a is null ? b : b is null ? a : Math.Max(a.Value, b.Value))];
     }
+
+    /// <summary>
+    /// Each member's latest beat Redis knows (ms, Redis time): in the seen hash, or buffered, live or frozen by a flush
+    /// that has not written it yet; null when there is none. One transaction: a flush taking the live set between two
+    /// separate reads could hide a beat from both.
+    /// </summary>
+    public static async Task<double?[]> LatestBeatsAsync(IDatabase db, RedisValue[] members)
+    {
+        var all = db.CreateTransaction();
+        var seen = all.HashGetAsync(Seen, members);
+        var live = all.SortedSetScoresAsync(Beats, members);
+        var frozen = all.SortedSetScoresAsync(Flushing, members);
+        await all.ExecuteAsync();
+        var (seenValues, liveScores, frozenScores) = (await seen, await live, await frozen);
+        var latest = new double?[members.Length];
+        for (var i = 0; i < members.Length; i++)
+        {
+            // A missing field is RedisValue.Null, which TryParse reads as 0.
+            double? best = !seenValues[i].IsNull && seenValues[i].TryParse(out double ms) ? ms : null;
+            foreach (var score in (ReadOnlySpan<double?>)[liveScores[i], frozenScores[i]])
+            {
+                if (score is { } s && (best is null || s > best))
+                {
+                    best = s;
+                }
+            }
+            latest[i] = best;
+        }
+        return latest;
+    }
 }
 
 /// <summary>The presence Lua scripts, embedded from <c>Presence/Lua/*.lua</c>.</summary>
@@ -66,7 +111,9 @@ internal static class PresenceScripts
     public static readonly RedisScript Take = LuaScripts.Load("take", "Presence");
     public static readonly RedisScript Forget = LuaScripts.Load("forget", "Presence");
     public static readonly RedisScript ReleaseStale = LuaScripts.Load("release_stale", "Presence");
+    public static readonly RedisScript Online = LuaScripts.Load("online", "Presence");
+    public static readonly RedisScript Disruption = LuaScripts.Load("disruption", "Presence");
 
     /// <summary>Every script, for tests that check them all.</summary>
-    public static IReadOnlyList<RedisScript> All { get; } = [Beat, Take, Forget, ReleaseStale];
+    public static IReadOnlyList<RedisScript> All { get; } = [Beat, Take, Forget, ReleaseStale, Online, Disruption];
 }

@@ -24,7 +24,10 @@ public enum RuntimeStatus
 /// <param name="Id">Its id.</param>
 /// <param name="Name">Its display name.</param>
 /// <param name="Status">Online or offline, as PostgreSQL holds it.</param>
-/// <param name="LastSeenAt">Its latest beat (Redis time): the newer of PostgreSQL's value and a beat still buffered; null if it never beat.</param>
+/// <param name="LastSeenAt">
+/// Its latest beat (Redis time), exact: the newest of PostgreSQL's value (which trails by up to the write window) and
+/// what Redis recorded (every beat of a runtime known online, and beats still buffered); null if it never beat.
+/// </param>
 /// <param name="CreatedAt">When it registered.</param>
 /// <param name="Metadata">The JSON object given at registration.</param>
 public sealed record RuntimeInfo(
@@ -91,7 +94,7 @@ public sealed class RuntimeRegistry(NpgsqlDataSource dataSource, RedisConnection
         await using var command = dataSource.CreateCommand($"SELECT {Columns} FROM runtimes WHERE id = $1");
         command.Parameters.AddWithValue(runtimeId);
         var rows = await ReadAsync(command, cancellationToken);
-        return rows.Count == 0 ? null : (await WithBufferedBeatsAsync(rows))[0];
+        return rows.Count == 0 ? null : (await WithLatestBeatsAsync(rows))[0];
     }
 
     /// <summary>
@@ -126,7 +129,7 @@ public sealed class RuntimeRegistry(NpgsqlDataSource dataSource, RedisConnection
         {
             rows.RemoveAt(limit);
         }
-        var items = await WithBufferedBeatsAsync(rows);
+        var items = await WithLatestBeatsAsync(rows);
         return new RuntimePage(items, more ? RuntimeCredentials.Canonical(items[^1].Id) : null);
     }
 
@@ -143,6 +146,7 @@ public sealed class RuntimeRegistry(NpgsqlDataSource dataSource, RedisConnection
         var member = RuntimeCredentials.Canonical(runtimeId);
         await Task.WhenAll(
             db.HashDeleteAsync(PresenceKeys.Online, member),
+            db.HashDeleteAsync(PresenceKeys.Seen, member),
             db.SortedSetRemoveAsync(PresenceKeys.Beats, member),
             db.SortedSetRemoveAsync(PresenceKeys.Flushing, member));
         return deleted;
@@ -271,15 +275,15 @@ public sealed class RuntimeRegistry(NpgsqlDataSource dataSource, RedisConnection
         return rows;
     }
 
-    /// <summary>A beat still waiting in Redis (live, or taken by a flush and not yet written) is newer than what PostgreSQL holds: show it.</summary>
-    private async Task<List<RuntimeInfo>> WithBufferedBeatsAsync(List<RuntimeInfo> rows)
+    /// <summary>A beat Redis recorded (seen, or buffered live or frozen) newer than what PostgreSQL holds: show it.</summary>
+    private async Task<List<RuntimeInfo>> WithLatestBeatsAsync(List<RuntimeInfo> rows)
     {
         if (rows.Count == 0)
         {
             return rows;
         }
         var db = await redis.GetDatabaseAsync();
-        var beats = await PresenceKeys.BufferedBeatsAsync(db, [.. rows.Select(r => (RedisValue)RuntimeCredentials.Canonical(r.Id))]);
+        var beats = await PresenceKeys.LatestBeatsAsync(db, [.. rows.Select(r => (RedisValue)RuntimeCredentials.Canonical(r.Id))]);
         for (var i = 0; i < rows.Count; i++)
         {
             if (beats[i] is { } ms)

@@ -40,6 +40,10 @@ public static class ConveyorTelemetry
     internal static readonly Counter<long> RowsFlushed = Meter.CreateCounter<long>("conveyor.heartbeats.flushed", "{row}", "Runtime rows bumped by a flush");
     internal static readonly Counter<long> RowsRaced = Meter.CreateCounter<long>("conveyor.heartbeats.raced", "{row}", "Buffered beats whose runtime was no longer online");
     internal static readonly Counter<long> RuntimesSwept = Meter.CreateCounter<long>("conveyor.runtimes.swept", "{runtime}", "Runtimes marked offline by the stale sweeper");
+    internal static readonly Counter<long> RuntimesHeldBack = Meter.CreateCounter<long>(
+        "conveyor.runtimes.held_back", "{runtime}", "Silent runtimes a sweep left online because it was in disruption mode (tag conveyor.disruption says why)");
+    internal static readonly Gauge<int> SweepDisruption = Meter.CreateGauge<int>(
+        "conveyor.runtimes.disruption", "{sweep}", "1 while the latest stale sweep was in disruption mode, 0 otherwise (tag conveyor.disruption: none, intakeInterrupted, fleetSilent, massSilence)");
     internal static readonly Histogram<double> FlushDuration = Meter.CreateHistogram<double>("conveyor.heartbeats.flush_duration", "ms", "How long one flush took");
 
     internal static KeyValuePair<string, object?> QueueTag(string queue) => new("conveyor.queue", queue);

@@ -142,6 +142,16 @@ public abstract class RuntimesApiTests(ConveyorApp app)
         var health = await app.Client.GetFromJsonAsync<JsonElement>("/api/health");
         Assert.Equal("healthy", health.GetProperty("status").GetString());
         Assert.Equal("ok", health.GetProperty("checks").GetProperty("postgres").GetString());
+
+        // The app's own timers flush and sweep: health shows the sweeper's verdict and Conveyor's beat intake.
+        await Wait.UntilAsync(
+            async () => (await app.Client.GetFromJsonAsync<JsonElement>("/api/health")).GetProperty("presence") is { ValueKind: JsonValueKind.Object } p
+                && p.GetProperty("lastSweepAt").ValueKind == JsonValueKind.String && p.GetProperty("lastFlushAt").ValueKind == JsonValueKind.String,
+            "the app's flush and sweep ran and health shows them");
+        var presence = (await app.Client.GetFromJsonAsync<JsonElement>("/api/health")).GetProperty("presence");
+        Assert.Contains(presence.GetProperty("disruption").GetString(), (string[])["none", "intakeInterrupted", "fleetSilent", "massSilence"]);
+        Assert.Equal(JsonValueKind.String, presence.GetProperty("beatIntakeSince").ValueKind);
+        Assert.Equal(JsonValueKind.Number, presence.GetProperty("heldBack").ValueKind);
     }
 
     /// <summary>Beats every 200 ms (the fixture's beat interval) until <paramref name="stop"/>; each beat must be accepted.</summary>

@@ -68,8 +68,10 @@ public sealed class PresenceHost : IAsyncDisposable
     /// <summary>
     /// A host on <paramref name="database"/>. <paramref name="connectionString"/> overrides where its data source
     /// points (an unreachable server, say); <paramref name="ownConnection"/> gives it its own Redis connection,
-    /// like a separate process; <paramref name="clearPresence"/> first empties the presence keys and the table;
-    /// <paramref name="cluster"/> uses the single-node Redis Cluster.
+    /// like a separate process; <paramref name="clearPresence"/> first empties the presence keys and the table, and
+    /// stamps the beat intake as unbroken for a day (a service long up, whose sweeper is not in disruption mode);
+    /// <paramref name="cluster"/> uses the single-node Redis Cluster. Unless <paramref name="settings"/> say otherwise,
+    /// the write window is 0: every beat reaches the flush, which most presence tests are about.
     /// </summary>
     public static async Task<PresenceHost> StartAsync(
         TestDatabase database,
@@ -81,7 +83,10 @@ public sealed class PresenceHost : IAsyncDisposable
     {
         var shared = cluster ? await TestRedis.GetClusterAsync() : await TestRedis.GetAsync();
         var multiplexer = ownConnection ? await ConnectionMultiplexer.ConnectAsync(shared.Configuration) : shared;
-        var configuration = new ConfigurationBuilder().AddInMemoryCollection(settings ?? []).Build();
+        var configuration = new ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?> { ["Conveyor:Presence:WriteWindow"] = "00:00:00" })
+            .AddInMemoryCollection(settings ?? [])
+            .Build();
         var commands = new CommandCounter();
         var builder = new NpgsqlDataSourceBuilder(connectionString ?? database.ConnectionString);
         builder.UseLoggerFactory(LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Debug).AddProvider(commands)));
@@ -91,13 +96,30 @@ public sealed class PresenceHost : IAsyncDisposable
         services.AddSingleton(builder.Build());
         services.AddConveyor(configuration);
         var provider = services.BuildServiceProvider(new ServiceProviderOptions { ValidateOnBuild = true, ValidateScopes = true });
-        var db = multiplexer.GetDatabase();
+        var host = new PresenceHost(provider, multiplexer.GetDatabase(), database, commands, ownConnection ? multiplexer : null);
         if (clearPresence)
         {
-            await db.KeyDeleteAsync(PresenceKeys.All);
+            await host.ResetRedisAsync();
             await database.ExecuteAsync("TRUNCATE runtimes");
         }
-        return new PresenceHost(provider, db, database, commands, ownConnection ? multiplexer : null);
+        return host;
+    }
+
+    /// <summary>
+    /// Empties every presence key, then stamps the beat intake as unbroken for a day: a service long up, whose sweeper
+    /// is not in disruption mode (without the stamp, it would hold every silent runtime back for a stale window).
+    /// </summary>
+    public async Task ResetRedisAsync()
+    {
+        await Db.KeyDeleteAsync(PresenceKeys.All);
+        await StampIntakeUnbrokenAsync(Db);
+    }
+
+    /// <summary>Stamps Conveyor's beat intake as unbroken for a day, as a heartbeat flush of a service long up leaves it.</summary>
+    public static async Task StampIntakeUnbrokenAsync(IDatabase db)
+    {
+        var now = await RedisTime.NowMsAsync(db);
+        await db.StringSetAsync(PresenceKeys.Intake, $"{now}|{now - (long)TimeSpan.FromDays(1).TotalMilliseconds}");
     }
 
     /// <summary>A registered runtime that has beaten once (so it is online and known online).</summary>

@@ -8,6 +8,9 @@ namespace Conveyor.Tests.Presence;
 [Collection(PresenceCollection.Name)]
 public sealed class HeartbeatTests(PresenceDatabase fixture) : IClassFixture<PresenceDatabase>
 {
+    /// <summary>take.lua's intake gap with the default options.</summary>
+    private static readonly long IntakeGapMs = (long)new PresenceOptions().IntakeGap.TotalMilliseconds;
+
     [Fact]
     public async Task Fifty_concurrent_beats_leave_one_buffered_entry_and_the_row_unchanged_until_the_flush()
     {
@@ -159,7 +162,7 @@ public sealed class HeartbeatTests(PresenceDatabase fixture) : IClassFixture<Pre
         await Task.Delay(5);
         var first = await host.Heartbeats.BeatAsync(id, runtime.Token);
         // A flush froze the buffered beats, then died before writing them.
-        var taken = (RedisResult[])(await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.BeatsFlushingAndGeneration, []))!;
+        var taken = (RedisResult[])(await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.ForTake, [IntakeGapMs]))!;
         Assert.Equal([0L, 1L, 1L], taken.Select(r => (long)r));
         await Task.Delay(5);
         var second = await host.Heartbeats.BeatAsync(id, runtime.Token);
@@ -184,7 +187,7 @@ public sealed class HeartbeatTests(PresenceDatabase fixture) : IClassFixture<Pre
     {
         await using var host = await PresenceHost.StartAsync(fixture.Database);
         async Task<long[]> TakeAsync() =>
-            [.. ((RedisResult[])(await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.BeatsFlushingAndGeneration, []))!).Select(r => (long)r)];
+            [.. ((RedisResult[])(await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.ForTake, [IntakeGapMs]))!).Select(r => (long)r)];
 
         Assert.Equal(new long[] { 0, 0, 0 }, await TakeAsync());
         Assert.False(await host.Db.KeyExistsAsync(PresenceKeys.Flushing));
@@ -212,10 +215,11 @@ public sealed class HeartbeatTests(PresenceDatabase fixture) : IClassFixture<Pre
     public async Task Forget_removes_written_beats_only_while_their_generation_is_current()
     {
         await using var host = await PresenceHost.StartAsync(fixture.Database);
+        // Each member as written (a beat time, not 0), so only the frozen set's membership is at stake here.
         async Task<long> ForgetAsync(long generation, params string[] members) =>
-            (long)await PresenceScripts.Forget.RunAsync(host.Db, PresenceKeys.FlushingAndGeneration, [generation, .. members.Select(m => (RedisValue)m)]);
+            (long)await PresenceScripts.Forget.RunAsync(host.Db, PresenceKeys.ForForget, [generation, .. members.SelectMany(m => (RedisValue[])[m, 1])]);
         await host.Db.SortedSetAddAsync(PresenceKeys.Beats, [new("a", 1), new("b", 1)]);
-        await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.BeatsFlushingAndGeneration, []);
+        await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.ForTake, [IntakeGapMs]);
 
         Assert.Equal(1, await ForgetAsync(1, "a", "x"));
         Assert.Equal(["b"], (await host.Db.SortedSetRangeByRankAsync(PresenceKeys.Flushing)).Select(v => v.ToString()));
@@ -223,7 +227,7 @@ public sealed class HeartbeatTests(PresenceDatabase fixture) : IClassFixture<Pre
         // Emptied by another flush, then frozen again with a newer beat of a: generation 1 is over.
         Assert.Equal(1, await ForgetAsync(1, "b"));
         await host.Db.SortedSetAddAsync(PresenceKeys.Beats, "a", 2);
-        await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.BeatsFlushingAndGeneration, []);
+        await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.ForTake, [IntakeGapMs]);
 
         Assert.Equal(-1, await ForgetAsync(1, "a", "b"));
         Assert.Equal(2, await host.Db.SortedSetScoreAsync(PresenceKeys.Flushing, "a"));

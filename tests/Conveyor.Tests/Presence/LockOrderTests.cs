@@ -18,7 +18,8 @@ public sealed class LockOrderTests(PresenceDatabase fixture) : IClassFixture<Pre
     [InlineData("sweep")]
     public async Task A_statement_that_meets_a_locked_row_waits_holding_no_row_of_a_higher_id(string service)
     {
-        await using var host = await PresenceHost.StartAsync(fixture.Database);
+        // Every runtime is silent: with the disruption rules on, the sweep would hold them all (fleet silent).
+        await using var host = await PresenceHost.StartAsync(fixture.Database, new() { ["Conveyor:Presence:MassOfflineShare"] = "1" });
         // Stored in descending id order, so a plan that reads the table in physical order (a sequential or bitmap
         // scan, which is what 2,000 ids get) meets the highest id first.
         var ids = await InsertStaleOnlineAsync(host, 2000, "id DESC");
@@ -59,13 +60,14 @@ public sealed class LockOrderTests(PresenceDatabase fixture) : IClassFixture<Pre
         {
             ["Conveyor:Presence:FlushBatchSize"] = "1000",
             ["Conveyor:Presence:SweepBatchSize"] = "3000",
+            ["Conveyor:Presence:MassOfflineShare"] = "1",
         });
         // Stored in random order, as rows end up after years of updates.
         var ids = await InsertStaleOnlineAsync(host, 3000, "random()");
         for (var round = 0; round < 10; round++)
         {
             await host.Database.ExecuteAsync("UPDATE runtimes SET status = 'online', last_seen_at = now() - interval '1 hour'");
-            await host.Db.KeyDeleteAsync(PresenceKeys.All);
+            await host.ResetRedisAsync();
             // Beats buffered before an outage longer than the stale window: the flush writes them, the sweep finds
             // them too old to keep anyone online, so both update every row.
             await BufferBeatsAsync(host, ids, ageMs: 3_600_000);
@@ -73,13 +75,20 @@ public sealed class LockOrderTests(PresenceDatabase fixture) : IClassFixture<Pre
             // The three flush batches and the sweep send their UPDATEs at the same moment.
             var waiting = 0;
             var go = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            Task Together()
+            async Task Together()
             {
                 if (Interlocked.Increment(ref waiting) == 4)
                 {
                     go.SetResult();
                 }
-                return go.Task;
+                try
+                {
+                    await go.Task.WaitAsync(TimeSpan.FromMinutes(1));
+                }
+                catch (TimeoutException)
+                {
+                    throw new TimeoutException($"only {Volatile.Read(ref waiting)} of the 4 UPDATEs (3 flush batches, 1 sweep) came to their start within a minute");
+                }
             }
             host.Flusher.BeforeStep = step => step == FlushStep.Write ? Together() : Task.CompletedTask;
             host.Sweeper.BeforeStep = step => step == SweepStep.MarkOffline ? Together() : Task.CompletedTask;

@@ -11,7 +11,7 @@ public sealed class PresenceClusterTests(PresenceDatabase fixture) : IClassFixtu
     public async Task Every_presence_script_runs_on_a_redis_cluster_in_one_hash_slot()
     {
         await using var host = await PresenceHost.StartAsync(fixture.Database, cluster: true);
-        Assert.Equal(["beat", "forget", "release_stale", "take"], PresenceScripts.All.Select(s => s.Name).Order());
+        Assert.Equal(["beat", "disruption", "forget", "online", "release_stale", "take"], PresenceScripts.All.Select(s => s.Name).Order());
         var multiplexer = await TestRedis.GetClusterAsync();
         var slot = multiplexer.HashSlot(PresenceKeys.Online);
         Assert.All(PresenceKeys.All, key => Assert.Equal(slot, multiplexer.HashSlot(key)));
@@ -25,10 +25,11 @@ public sealed class PresenceClusterTests(PresenceDatabase fixture) : IClassFixtu
         Assert.NotNull((await host.Registry.GetAsync(runtimes[0].Id.ToString()))!.LastSeenAt);
 
         Assert.Equal(new FlushResult(1, 1, 1), await host.Flusher.RunOnceAsync(CancellationToken.None));
-        await host.Database.ExecuteAsync("UPDATE runtimes SET last_seen_at = now() - interval '1 hour'");
+        await host.SilenceAsync(TimeSpan.FromHours(1));
         Assert.Equal(1, (await host.Sweeper.RunOnceAsync(CancellationToken.None)).Swept);
 
-        // beat, take, forget and release_stale all ran (the cluster refuses a script whose keys span slots).
+        // online (the flips), beat, take, forget, disruption and release_stale all ran (the cluster refuses a script
+        // whose keys span slots).
         Assert.Equal(0, await host.Db.HashLengthAsync(PresenceKeys.Online));
     }
 }

@@ -6,6 +6,8 @@ namespace Conveyor.Tests.Presence;
 [Collection(PresenceCollection.Name)]
 public sealed class SweeperTests(PresenceDatabase fixture) : IClassFixture<PresenceDatabase>
 {
+    private static readonly Dictionary<string, string?> NoDisruption = new() { ["Conveyor:Presence:MassOfflineShare"] = "1" };
+
     [Fact]
     public async Task The_sweeper_marks_a_silent_runtime_offline_but_not_one_whose_fresh_beat_is_still_buffered()
     {
@@ -19,7 +21,8 @@ public sealed class SweeperTests(PresenceDatabase fixture) : IClassFixture<Prese
 
         var sweep = await host.Sweeper.RunOnceAsync(CancellationToken.None);
 
-        Assert.Equal(new SweepResult(1, 1), sweep);
+        Assert.Equal([silent.Id], sweep.Offline);
+        Assert.Equal((1, 0, SweepDisruption.None, 1), (sweep.Silent, sweep.HeldBack, sweep.Disruption, sweep.Batches));
         Assert.Equal("offline", await host.StatusAsync(silent.Id));
         Assert.False(await host.KnownOnlineAsync(silent.Id));
         Assert.Equal("online", await host.StatusAsync(alive.Id));
@@ -38,7 +41,7 @@ public sealed class SweeperTests(PresenceDatabase fixture) : IClassFixture<Prese
         var alive = await host.OnlineRuntimeAsync("alive");
         Assert.Equal(BeatOutcome.Buffered, (await host.Heartbeats.BeatAsync(alive.Id.ToString(), alive.Token)).Outcome);
         await BackdateAsync(host, alive.Id);
-        await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.BeatsFlushingAndGeneration, []);
+        await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.ForTake, [(long)new PresenceOptions().IntakeGap.TotalMilliseconds]);
         Assert.False(await host.Db.KeyExistsAsync(PresenceKeys.Beats));
 
         var sweep = await host.Sweeper.RunOnceAsync(CancellationToken.None);
@@ -70,7 +73,8 @@ public sealed class SweeperTests(PresenceDatabase fixture) : IClassFixture<Prese
 
         var sweep = await host.Sweeper.RunOnceAsync(CancellationToken.None);
 
-        Assert.Equal(new SweepResult(4, 3), sweep);
+        Assert.Equal((4, 4, 0, 3), (sweep.Swept, sweep.Silent, sweep.HeldBack, sweep.Batches));
+        Assert.Equal(runtimes.Where(r => r != alive).Select(r => r.Id).Order(), sweep.Offline);
         Assert.Equal(1L, await host.Database.ScalarAsync<long>("SELECT count(*) FROM runtimes WHERE status = 'online'"));
         Assert.Equal("online", await host.StatusAsync(alive.Id));
     }
@@ -78,14 +82,15 @@ public sealed class SweeperTests(PresenceDatabase fixture) : IClassFixture<Prese
     [Fact]
     public async Task Synchronous_beats_racing_the_sweeper_always_end_online()
     {
-        await using var host = await PresenceHost.StartAsync(fixture.Database);
+        // Every runtime looks silent when the race starts: with the disruption rules on, the sweep would hold them all.
+        await using var host = await PresenceHost.StartAsync(fixture.Database, NoDisruption);
         var runtimes = await host.OnlineRuntimesAsync(40);
         for (var round = 0; round < 15; round++)
         {
             // Stale and not known online (say Redis lost them): every beat takes the synchronous path.
             await BackdateAsync(host, [.. runtimes.Select(r => r.Id)]);
             await host.Database.ExecuteAsync("UPDATE runtimes SET status = 'online'");
-            await host.Db.KeyDeleteAsync(PresenceKeys.All);
+            await host.ResetRedisAsync();
 
             await RaceAsync(host, runtimes);
 
@@ -96,7 +101,7 @@ public sealed class SweeperTests(PresenceDatabase fixture) : IClassFixture<Prese
     [Fact]
     public async Task Buffered_beats_racing_the_sweeper_always_end_online()
     {
-        await using var host = await PresenceHost.StartAsync(fixture.Database);
+        await using var host = await PresenceHost.StartAsync(fixture.Database, NoDisruption);
         var runtimes = await host.OnlineRuntimesAsync(40);
         for (var round = 0; round < 15; round++)
         {

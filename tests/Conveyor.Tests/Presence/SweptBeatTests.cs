@@ -39,9 +39,11 @@ public sealed class SweptBeatTests(PresenceDatabase fixture) : IClassFixture<Pre
         if (frozenByAFlush)
         {
             // A flush froze it and then failed to write it (PostgreSQL away): it waits in the flushing set.
-            await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.BeatsFlushingAndGeneration, []);
+            await PresenceScripts.Take.RunAsync(host.Db, PresenceKeys.ForTake, [(long)new PresenceOptions().IntakeGap.TotalMilliseconds]);
         }
         await WaitUntilOlderThanTheWindowAsync(host, last.SeenAt!.Value);
+        // The flush timer ran on meanwhile (failing to write), stamping Conveyor's beat intake.
+        await PresenceHost.StampIntakeUnbrokenAsync(host.Db);
 
         var sweep = await host.Sweeper.RunOnceAsync(CancellationToken.None);
         await host.Flusher.RunOnceAsync(CancellationToken.None);
@@ -59,6 +61,7 @@ public sealed class SweptBeatTests(PresenceDatabase fixture) : IClassFixture<Pre
         var runtime = await host.OnlineRuntimeAsync();
         var seen = await host.LastSeenAtAsync(runtime.Id);
         await WaitUntilOlderThanTheWindowAsync(host, new DateTimeOffset(seen!.Value));
+        await PresenceHost.StampIntakeUnbrokenAsync(host.Db);
 
         Assert.Equal(1, (await host.Sweeper.RunOnceAsync(CancellationToken.None)).Swept);
 

@@ -77,7 +77,8 @@ public sealed class TransientFaultTests(PresenceDatabase fixture) : IClassFixtur
         var settings = new Dictionary<string, string?> { ["Conveyor:Presence:SweepBatchSize"] = "2" };
         await using var host = await PresenceHost.StartAsync(fixture.Database, settings);
         // In id order, as the sweep reads them: batches (r0, r1), (r2, r3), (r4, r5). r1 and r3 are alive: their
-        // fresh beat waits in Redis. PostgreSQL stops after the second batch left the online set, before it is marked.
+        // fresh beat is recorded in Redis. The silent r0, r2, r4, r5 go offline in batches (r0, r2), (r4, r5);
+        // PostgreSQL stops after the second of those left the online set, before it is marked.
         var r = (await host.OnlineRuntimesAsync(6)).OrderBy(x => x.Id.ToString(), StringComparer.Ordinal).ToArray();
         await host.Database.ExecuteAsync("UPDATE runtimes SET last_seen_at = now() - interval '1 hour'");
         foreach (var alive in (RegisteredRuntime[])[r[1], r[3]])
@@ -99,18 +100,18 @@ public sealed class TransientFaultTests(PresenceDatabase fixture) : IClassFixtur
         var error = await Assert.ThrowsAnyAsync<NpgsqlException>(() => faulty.Sweeper.RunOnceAsync(CancellationToken.None));
 
         Assert.True(error.IsTransient, $"{error.GetType().Name} is not transient: {error.Message}");
-        Assert.Equal(["offline", "online", "online", "online", "online", "online"], await StatusesAsync(host, r));
-        // r2 left the online set but is online in PostgreSQL: its next beat is written at once and brings it back.
-        Assert.False(await host.KnownOnlineAsync(r[2].Id));
-        var back = await host.Heartbeats.BeatAsync(r[2].Id.ToString(), r[2].Token);
+        Assert.Equal(["offline", "online", "offline", "online", "online", "online"], await StatusesAsync(host, r));
+        // r4 left the online set but is online in PostgreSQL: its next beat is written at once and brings it back.
+        Assert.False(await host.KnownOnlineAsync(r[4].Id));
+        var back = await host.Heartbeats.BeatAsync(r[4].Id.ToString(), r[4].Token);
         Assert.Equal(new BeatResult(BeatOutcome.Synchronous, FlippedOnline: false, back.SeenAt), back);
-        Assert.True(await host.KnownOnlineAsync(r[2].Id));
+        Assert.True(await host.KnownOnlineAsync(r[4].Id));
 
         proxy.Resume();
         var sweep = await host.Sweeper.RunOnceAsync(CancellationToken.None);
 
-        Assert.Equal(2, sweep.Swept);
-        Assert.Equal(["offline", "online", "online", "online", "offline", "offline"], await StatusesAsync(host, r));
+        Assert.Equal([r[5].Id], sweep.Offline);
+        Assert.Equal(["offline", "online", "offline", "online", "online", "offline"], await StatusesAsync(host, r));
     }
 
     [Fact]
