@@ -56,6 +56,7 @@ internal static class QueueBench
         // 1. Enqueue N jobs in batches, a few batches in flight at once.
         Console.Error.WriteLine($"enqueue {jobs} jobs in batches of {batch}, {producers} producers");
         var before = await RedisStats.ReadAsync(server);
+        var cpuBefore = ClientCpuSeconds();
         var clock = Stopwatch.StartNew();
         var next = -1;
         var payload = """{"n":12345,"kind":"bench"}""";
@@ -69,6 +70,7 @@ internal static class QueueBench
             }
         }));
         var enqueueSeconds = clock.Elapsed.TotalSeconds;
+        var cpuAfterEnqueue = ClientCpuSeconds();
         var afterEnqueue = await RedisStats.ReadAsync(server);
 
         // 2. Drain them with one processor session.
@@ -82,6 +84,7 @@ internal static class QueueBench
             await Task.Delay(5);
         }
         var drainSeconds = clock.Elapsed.TotalSeconds;
+        var cpuAfterDrain = ClientCpuSeconds();
         var afterDrain = await RedisStats.ReadAsync(server);
 
         // 3. Idle pickup: one job at a time into the idle queue, enqueue call to handler start.
@@ -116,6 +119,11 @@ internal static class QueueBench
             ["redisScriptCallsPerJob"] = Math.Round((double)(enqueueDelta.ScriptCalls + drainDelta.ScriptCalls) / jobs, 4),
             ["redisCpuEnqueuePct"] = Math.Round(100 * enqueueDelta.CpuSeconds / enqueueSeconds, 1),
             ["redisCpuDrainPct"] = Math.Round(100 * drainDelta.CpuSeconds / drainSeconds, 1),
+            // CPU per job, which the machine's other load barely changes (wall figures above depend on it).
+            ["clientCpuEnqueueUsPerJob"] = Math.Round(1e6 * (cpuAfterEnqueue - cpuBefore) / jobs, 2),
+            ["clientCpuDrainUsPerJob"] = Math.Round(1e6 * (cpuAfterDrain - cpuAfterEnqueue) / jobs, 2),
+            ["redisCpuEnqueueUsPerJob"] = Math.Round(1e6 * enqueueDelta.CpuSeconds / jobs, 2),
+            ["redisCpuDrainUsPerJob"] = Math.Round(1e6 * drainDelta.CpuSeconds / jobs, 2),
             ["acked"] = result.Acked,
         };
         // 4. The slowest script call at the largest batches, with the largest payloads.
@@ -130,6 +138,8 @@ internal static class QueueBench
         await db.SetRemoveAsync("conveyor:queues", queue);
         return 0;
     }
+
+    private static double ClientCpuSeconds() => Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
 
     private sealed class NoopHandler(PickupProbe probe) : IJobHandler
     {

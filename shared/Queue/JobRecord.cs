@@ -40,15 +40,10 @@ internal sealed record JobRecord(
         {
             // First layout: everything in the header.
             return new JobRecord(
-                parsed.Type, parsed.Payload is { ValueKind: JsonValueKind.String } legacy ? legacy.GetString()! : "null",
-                parsed.Attempt, parsed.MaxAttempts, parsed.TraceParent, parsed.EnqueuedAt, parsed.DueAt, parsed.LastError);
+                parsed.Type, parsed.Payload ?? "null", parsed.Attempt, parsed.MaxAttempts, parsed.TraceParent, parsed.EnqueuedAt, parsed.DueAt, parsed.LastError);
         }
         var (attempt, maxAttempts, dueAt, lastError) = ParseState(state);
-        if (payload is null && parsed.Payload is { ValueKind: JsonValueKind.String } stillInside)
-        {
-            payload = stillInside.GetString();
-        }
-        return new JobRecord(parsed.Type, payload ?? "null", attempt, maxAttempts, parsed.TraceParent, parsed.EnqueuedAt, dueAt, lastError);
+        return new JobRecord(parsed.Type, payload ?? parsed.Payload ?? "null", attempt, maxAttempts, parsed.TraceParent, parsed.EnqueuedAt, dueAt, lastError);
     }
 
     /// <summary>The header as the enqueue script wants it: JSON with the closing brace left off, so the script appends <c>enqueuedAt</c>.</summary>
@@ -96,11 +91,34 @@ internal sealed record JobRecord(
         [JsonPropertyName("maxAttempts")] public int MaxAttempts { get; set; } = 1;
         [JsonPropertyName("traceParent")] public string? TraceParent { get; set; }
         [JsonPropertyName("enqueuedAt")] public long EnqueuedAt { get; set; }
-        [JsonPropertyName("payload")] public JsonElement? Payload { get; set; }
+        /// <summary>The payload of a record of the first layout (a JSON string); null for the new layout's <c>{"in":"payloads"}</c>.</summary>
+        [JsonPropertyName("payload")]
+        [JsonConverter(typeof(PayloadInsideConverter))]
+        public string? Payload { get; set; }
         [JsonPropertyName("attempt")] public int Attempt { get; set; }
         [JsonPropertyName("dueAt")] public long DueAt { get; set; }
         [JsonPropertyName("lastError")] public string? LastError { get; set; }
     }
+}
+
+/// <summary>
+/// Reads a header's <c>payload</c>: the string of a first-layout record, or null for anything else, skipped without
+/// building a document for it (a header is read for every job a processor runs).
+/// </summary>
+internal sealed class PayloadInsideConverter : JsonConverter<string?>
+{
+    public override string? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        if (reader.TokenType == JsonTokenType.String)
+        {
+            return reader.GetString();
+        }
+        reader.Skip();
+        return null;
+    }
+
+    public override void Write(Utf8JsonWriter writer, string? value, JsonSerializerOptions options) =>
+        throw new NotSupportedException("Job headers are written by JobRecord.OpenHeader");
 }
 
 [JsonSerializable(typeof(JobRecord.Header))]

@@ -13,6 +13,8 @@ namespace Conveyor.Queue;
 /// Under faults: every loop outlives transient Redis errors (<see cref="Transient"/>) with backoff; a claim whose reply
 /// was lost is reconciled with this consumer's inflight set (returned to the queue) before the next claim; a session
 /// whose heartbeat fails for half the consumer timeout, or that finds itself taken for dead, stops claiming and ends;
+/// a claimed job starts only while the last heartbeat Redis recorded was sent less than half the consumer timeout ago
+/// (a process frozen, or starved, past the timeout must not start jobs the custodian may have given to others);
 /// and however it ends, the same steps run in order, the heartbeat stopping only after them.
 /// </summary>
 internal sealed class ProcessorSession
@@ -41,6 +43,10 @@ internal sealed class ProcessorSession
     private readonly Channel<Completion> _completions = Channel.CreateUnbounded<Completion>(new() { SingleReader = true });
     private readonly AsyncSignal _wake = new();
     private readonly AsyncSignal _slotFreed = new();
+    private readonly AsyncSignal _beatRecorded = new();
+
+    /// <summary>Claimed jobs a worker took from the buffer but did not start because the session ended first.</summary>
+    private readonly ConcurrentQueue<ClaimedJob> _parked = new();
 
     /// <summary>Claims this session knows it holds (id → claim token): claimed, and neither completed nor handed back.</summary>
     private readonly ConcurrentDictionary<string, long> _held = new(StringComparer.Ordinal);
@@ -52,6 +58,12 @@ internal sealed class ProcessorSession
     private CancellationTokenSource _giveUp = null!;
 
     private int _inHand;
+
+    /// <summary>When (<see cref="Stopwatch"/> timestamp) the last beat that Redis recorded was sent: Redis' record is no older.</summary>
+    private long _lastBeatSent;
+
+    /// <summary>1 once a worker logged that it waits for a heartbeat, until the next beat lands (one line per gap).</summary>
+    private int _waitLogged;
     private bool _uncertainClaims;
     private int _end = (int)SessionEnd.Stopped;
     private long _claimed, _acked, _retried, _killed, _returned, _lost, _reconciled;
@@ -102,7 +114,9 @@ internal sealed class ProcessorSession
         subscription.OnMessage(_ => _wake.Set());
         try
         {
+            var sent = Stopwatch.GetTimestamp();
             await BeatAsync(register: true);
+            Volatile.Write(ref _lastBeatSent, sent);
         }
         catch
         {
@@ -203,7 +217,6 @@ internal sealed class ProcessorSession
 
     private async Task HeartbeatLoopAsync(CancellationToken stop)
     {
-        var lastBeat = Stopwatch.GetTimestamp();
         var failures = 0;
         while (true)
         {
@@ -217,6 +230,7 @@ internal sealed class ProcessorSession
             }
             try
             {
+                var sent = Stopwatch.GetTimestamp();
                 if (!await BeatAsync(register: false))
                 {
                     _logger.LogWarning(
@@ -224,13 +238,15 @@ internal sealed class ProcessorSession
                     EndBecause(SessionEnd.TakenForDead);
                     return;
                 }
-                lastBeat = Stopwatch.GetTimestamp();
+                Volatile.Write(ref _lastBeatSent, sent);
+                Volatile.Write(ref _waitLogged, 0);
+                _beatRecorded.Set();
                 failures = 0;
             }
             catch (Exception ex) when (Transient.Is(ex))
             {
                 failures++;
-                var silent = Stopwatch.GetElapsedTime(lastBeat);
+                var silent = Stopwatch.GetElapsedTime(Volatile.Read(ref _lastBeatSent));
                 _logger.LogWarning(ex, "Consumer {Consumer}: heartbeat failed ({Failures} in a row, none recorded for {Silent})", ConsumerId, failures, silent);
                 if (silent > HeartbeatLossLimit && !_stopClaiming.IsCancellationRequested)
                 {
@@ -316,7 +332,7 @@ internal sealed class ProcessorSession
         var reply = (RedisResult[])(await LuaScripts.Claim.RunAsync(
             _db,
             [_keys.Consumers, _keys.Ready, _inflight, _keys.Jobs, _keys.State, _keys.Payloads, _keys.Seq],
-            [ConsumerId, count, (long)_consumerTimeout.TotalMilliseconds, ClaimMaxBytes]))!;
+            [ConsumerId, count, (long)_consumerTimeout.TotalMilliseconds, ClaimMaxBytes, _queueOptions.MaxPayloadBytes]))!;
         var now = (long)reply[0];
         if (now < 0)
         {
@@ -393,9 +409,48 @@ internal sealed class ProcessorSession
             {
                 return;
             }
+            if (!MayStart() && !await WaitUntilMayStartAsync(stopClaiming))
+            {
+                _parked.Enqueue(job);
+                return;
+            }
             await RunJobAsync(job, stopHandlers);
             Interlocked.Decrement(ref _inHand);
             _slotFreed.Set();
+        }
+    }
+
+    /// <summary>
+    /// Whether the last beat Redis recorded was sent less than <see cref="HeartbeatLossLimit"/> ago, so that the custodian
+    /// cannot have taken this consumer for dead (that takes the whole consumer timeout): a claimed job may start. Always,
+    /// unless the process was frozen or starved, or Redis stalled.
+    /// </summary>
+    private bool MayStart() => Stopwatch.GetElapsedTime(Volatile.Read(ref _lastBeatSent)) < HeartbeatLossLimit;
+
+    /// <summary>Waits until <see cref="MayStart"/>; false when the session stops claiming first (the job goes back at the end).</summary>
+    private async Task<bool> WaitUntilMayStartAsync(CancellationToken stopClaiming)
+    {
+        if (Interlocked.Exchange(ref _waitLogged, 1) == 0)
+        {
+            _logger.LogWarning(
+                "Consumer {Consumer}: no heartbeat recorded for {Silent}; claimed jobs wait for one before they start (the custodian may have taken them back)",
+                ConsumerId, Stopwatch.GetElapsedTime(Volatile.Read(ref _lastBeatSent)));
+        }
+        while (true)
+        {
+            _beatRecorded.Reset();
+            if (MayStart())
+            {
+                return true;
+            }
+            try
+            {
+                await _beatRecorded.WaitAsync(_options.HeartbeatInterval, stopClaiming);
+            }
+            catch (OperationCanceledException)
+            {
+                return false;
+            }
         }
     }
 
@@ -597,7 +652,7 @@ internal sealed class ProcessorSession
     private async Task ReturnUnstartedAsync()
     {
         var unstarted = new List<(string Id, long Token)>();
-        while (_buffer.Reader.TryRead(out var job))
+        while (_parked.TryDequeue(out var job) || _buffer.Reader.TryRead(out job))
         {
             unstarted.Add((job.Id, job.Token));
         }

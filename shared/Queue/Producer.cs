@@ -71,12 +71,18 @@ public sealed class Producer(RedisConnection redis, IOptions<QueueOptions> optio
 
         var args = new RedisValue[1 + 5 * jobs.Count];
         args[0] = keys.Signal.ToString();
+        // Jobs of a batch mostly share their type and attempts, so their headers are one string.
+        (string Type, int MaxAttempts, RedisValue Header) shared = ("", 0, RedisValue.Null);
         for (var i = 0; i < jobs.Count; i++)
         {
             var job = jobs[i];
             var maxAttempts = job.MaxAttempts ?? settings.DefaultMaxAttempts;
+            if (shared.Header.IsNull || shared.MaxAttempts != maxAttempts || !string.Equals(shared.Type, job.Type, StringComparison.Ordinal))
+            {
+                shared = (job.Type, maxAttempts, JobRecord.OpenHeader(job.Type, maxAttempts, traceParent));
+            }
             args[1 + 5 * i] = ids[i];
-            args[2 + 5 * i] = JobRecord.OpenHeader(job.Type, maxAttempts, traceParent);
+            args[2 + 5 * i] = shared.Header;
             args[3 + 5 * i] = job.Payload;
             args[4 + 5 * i] = maxAttempts;
             args[5 + 5 * i] = job switch

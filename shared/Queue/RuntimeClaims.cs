@@ -342,7 +342,7 @@ public sealed class RuntimeClaims(
         var reply = (RedisResult[])(await LuaScripts.Claim.RunAsync(
             db,
             [keys.Consumers, keys.Ready, keys.Inflight(claim.Consumer), keys.Jobs, keys.State, keys.Payloads, keys.Seq, keys.Leases(claim.Consumer), keys.Expiring, keys.Remote],
-            [claim.Consumer, claim.Max, 0, ProcessorSession.ClaimMaxBytes, claim.LeaseMs]))!;
+            [claim.Consumer, claim.Max, 0, ProcessorSession.ClaimMaxBytes, queueOptions.Value.MaxPayloadBytes, claim.LeaseMs]))!;
         var count = (reply.Length - 2) / 4;
         if (count == 0)
         {

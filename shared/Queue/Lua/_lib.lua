@@ -7,11 +7,44 @@ local function now_ms()
 end
 
 -- Runs command(key, values...) in chunks: unpack() fails at about 8,000 values, and a script that
--- fails after it has written leaves those writes in place.
+-- fails after it has written leaves those writes in place. Chunks hold 1,000 values, so pairs (field value,
+-- score member) are never split.
 local function chunked(command, key, values)
   for i = 1, #values, 1000 do
     redis.call(command, key, unpack(values, i, math.min(i + 999, #values)))
   end
+end
+
+-- What command(key, values...) answers for each of values[first..last] (default: all), in order, one call per
+-- 1,000 values: a batch reads with one HMGET or ZMSCORE, not one call per job (each call costs about a
+-- microsecond on top of its work). A missing member reads as false.
+local function gathered(command, key, values, first, last)
+  first, last = first or 1, last or #values
+  local out = {}
+  for i = first, last, 1000 do
+    local got = redis.call(command, key, unpack(values, i, math.min(i + 999, last)))
+    for k = 1, #got do
+      out[#out + 1] = got[k]
+    end
+  end
+  return out
+end
+
+-- The claims named in ARGV from index first on, in groups of size values that each start (job id, claim token):
+-- returns their ids, and per group whether the inflight set still holds that claim (an id named twice counts once).
+local function held_claims(inflight, first, size)
+  local ids, tokens = {}, {}
+  for i = first, #ARGV, size do
+    ids[#ids + 1] = ARGV[i]
+    tokens[#tokens + 1] = tonumber(ARGV[i + 1])
+  end
+  local scores = gathered('ZMSCORE', inflight, ids)
+  local held, seen = {}, {}
+  for n, id in ipairs(ids) do
+    held[n] = not seen[id] and scores[n] and tonumber(scores[n]) == tokens[n] or false
+    seen[id] = true
+  end
+  return ids, held
 end
 
 -- A job's state: "attempt|maxAttempts|dueAt|lastError" (lastError is the rest, possibly empty).
@@ -64,13 +97,15 @@ end
 -- attempt. KEYS of the caller: jobs, state, payloads, ready and dead; the caller removes the claims.
 -- Returns: how many were requeued, how many died.
 local function give_back(jobs, state, payloads, ready, dead, channel, ids, err, now)
-  local requeued, died = {}, {}
-  for _, id in ipairs(ids) do
-    local s = job_state(jobs, state, payloads, id)
+  local states = gathered('HMGET', state, ids)
+  local updates, requeued, died = {}, {}, {}
+  for n, id in ipairs(ids) do
+    local s = states[n] or job_state(jobs, state, payloads, id)
     if s then
       local attempt, max = parse_state(s)
       attempt = attempt + 1
-      redis.call('HSET', state, id, format_state(attempt, max, now, err))
+      updates[#updates + 1] = id
+      updates[#updates + 1] = format_state(attempt, max, now, err)
       if attempt >= max then
         died[#died + 1] = now
         died[#died + 1] = id
@@ -79,6 +114,7 @@ local function give_back(jobs, state, payloads, ready, dead, channel, ids, err, 
       end
     end
   end
+  chunked('HSET', state, updates)
   chunked('ZADD', dead, died)
   if #requeued > 0 then
     chunked('RPUSH', ready, requeued)

@@ -6,14 +6,14 @@
 -- KEYS[5]: (runtimes) conveyor:{q}:leases:<cid>  zset  id -> lease deadline: the acked jobs' leases end too
 -- ARGV[1..]: pairs of (job id, claim token)
 -- Returns: per pair 1 = acked, 0 = this consumer no longer holds that claim (nothing changed)
+local ids, held = held_claims(KEYS[1], 1, 2)
 local result, done = {}, {}
-for i = 1, #ARGV, 2 do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
-    done[#done + 1] = ARGV[i]
-    result[#result + 1] = 1
+for n, id in ipairs(ids) do
+  if held[n] then
+    done[#done + 1] = id
+    result[n] = 1
   else
-    result[#result + 1] = 0
+    result[n] = 0
   end
 end
 chunked('ZREM', KEYS[1], done)

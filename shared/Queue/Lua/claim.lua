@@ -1,5 +1,5 @@
 -- Claims up to N ready jobs for one consumer, fenced by a fresh claim token. A processor must be live (its heartbeat in
--- this queue); a runtime (ARGV[5] given) was found online by the caller, since its liveness is its presence, and each
+-- this queue); a runtime (ARGV[6] given) was found online by the caller, since its liveness is its presence, and each
 -- of its claims carries a lease instead: it expires unless extended (extend.lua; release.lua gives it back).
 -- KEYS[1]: conveyor:{q}:consumers       zset  consumer id -> last heartbeat (ms; 0 = taken for dead; +inf = a runtime)
 -- KEYS[2]: conveyor:{q}:ready           list  ids ready to run
@@ -17,11 +17,12 @@
 -- ARGV[2]: how many jobs to claim at most
 -- ARGV[3]: consumer timeout (ms): a consumer whose heartbeat is older may be recovered at any moment
 -- ARGV[4]: payload bytes per claim: jobs past it stay at the head of the ready list (one job is always claimed)
--- ARGV[5]: (runtimes) lease (ms): the claims expire this long from now unless extended
+-- ARGV[5]: the largest payload a job may have (bytes): payloads are read in calls that cannot pass ARGV[4] by much
+-- ARGV[6]: (runtimes) lease (ms): the claims expire this long from now unless extended
 -- Returns: { -1 } when the processor is unknown, taken for dead or past the timeout (nothing claimed),
 --          else { now ms, claim token, then per job: id, header, state, payload }
 local now = now_ms()
-local lease = tonumber(ARGV[5])
+local lease = tonumber(ARGV[6])
 if not lease then
   local beat = redis.call('ZSCORE', KEYS[1], ARGV[1])
   if not beat or tonumber(beat) <= now - tonumber(ARGV[3]) then
@@ -41,20 +42,45 @@ if token == 1 then
   token = now * 1000
   redis.call('SET', KEYS[7], token)
 end
-local result = { now, token }
-local members, leases = {}, {}
-local bytes, limit = 0, tonumber(ARGV[4])
-for n, id in ipairs(ids) do
-  bytes = bytes + redis.call('HSTRLEN', KEYS[6], id)
-  if n > 1 and bytes > limit then
+
+-- Payloads first, a few calls per batch: as many per call as fit the budget at the largest size, so a call never
+-- reads far past it. The jobs past the budget go back to the head of the ready list, in their order.
+local limit = tonumber(ARGV[4])
+local step = math.min(1000, math.max(1, math.floor(limit / tonumber(ARGV[5]))))
+local payloads, bytes, kept = {}, 0, #ids
+for i = 1, #ids, step do
+  local got = redis.call('HMGET', KEYS[6], unpack(ids, i, math.min(i + step - 1, #ids)))
+  for k = 1, #got do
+    local n = i + k - 1
+    bytes = bytes + (got[k] and #got[k] or 0)
+    if n > 1 and bytes > limit then
+      kept = n - 1
+      break
+    end
+    payloads[n] = got[k]
+  end
+  if kept < #ids then
     local rest = {}
-    for i = #ids, n, -1 do rest[#rest + 1] = ids[i] end
+    for n = #ids, kept + 1, -1 do rest[#rest + 1] = ids[n] end
     chunked('LPUSH', KEYS[2], rest)
     break
   end
-  local s = job_state(KEYS[4], KEYS[5], KEYS[6], id)
+end
+
+local headers = gathered('HMGET', KEYS[4], ids, 1, kept)
+local states = gathered('HMGET', KEYS[5], ids, 1, kept)
+local result = { now, token }
+local members, leases = {}, {}
+for n = 1, kept do
+  local id, header, s, payload = ids[n], headers[n], states[n], payloads[n]
+  if header and not s then
+    -- A job of the first layout: split it once, then read its parts.
+    s = job_state(KEYS[4], KEYS[5], KEYS[6], id)
+    header = redis.call('HGET', KEYS[4], id)
+    payload = redis.call('HGET', KEYS[6], id)
+  end
   -- An id without a record cannot run; dropping it is the only safe move.
-  if s then
+  if header then
     members[#members + 1] = token
     members[#members + 1] = id
     if lease then
@@ -62,9 +88,9 @@ for n, id in ipairs(ids) do
       leases[#leases + 1] = id
     end
     result[#result + 1] = id
-    result[#result + 1] = redis.call('HGET', KEYS[4], id)
+    result[#result + 1] = header
     result[#result + 1] = s
-    result[#result + 1] = redis.call('HGET', KEYS[6], id)
+    result[#result + 1] = payload
   end
 end
 chunked('ZADD', KEYS[3], members)

@@ -16,31 +16,46 @@ if redis.call('EXISTS', KEYS[6]) == 0 then
 end
 redis.call('DEL', KEYS[7])
 local now = now_ms()
-local result = { now }
-local ready, scheduled = {}, {}
+local ids = {}
 for i = 2, #ARGV, 5 do
-  local id, due = ARGV[i], ARGV[i + 4]
+  ids[#ids + 1] = ARGV[i]
+end
+-- One read for the batch: which ids are taken (an id twice in the batch is taken by its first job).
+local existing = gathered('HMGET', KEYS[1], ids)
+local result = { now }
+local taken, headers, states, payloads, ready, scheduled = {}, {}, {}, {}, {}, {}
+for n, id in ipairs(ids) do
+  local i = 5 * n - 3
+  local due = ARGV[i + 4]
   local at = now
   if string.sub(due, 1, 1) == '+' then
     at = now + tonumber(string.sub(due, 2))
   elseif string.sub(due, 1, 1) == '@' then
     at = tonumber(string.sub(due, 2))
   end
-  if redis.call('HSETNX', KEYS[1], id, ARGV[i + 1] .. ',"enqueuedAt":' .. now .. '}') == 0 then
-    result[#result + 1] = 0
+  if existing[n] or taken[id] then
+    result[n + 1] = 0
   else
-    redis.call('HSET', KEYS[2], id, format_state(0, ARGV[i + 3], at, ''))
-    redis.call('HSET', KEYS[3], id, ARGV[i + 2])
+    taken[id] = true
+    headers[#headers + 1] = id
+    headers[#headers + 1] = ARGV[i + 1] .. ',"enqueuedAt":' .. now .. '}'
+    states[#states + 1] = id
+    states[#states + 1] = format_state(0, ARGV[i + 3], at, '')
+    payloads[#payloads + 1] = id
+    payloads[#payloads + 1] = ARGV[i + 2]
     if at > now then
       scheduled[#scheduled + 1] = at
       scheduled[#scheduled + 1] = id
-      result[#result + 1] = 2
+      result[n + 1] = 2
     else
       ready[#ready + 1] = id
-      result[#result + 1] = 1
+      result[n + 1] = 1
     end
   end
 end
+chunked('HSET', KEYS[1], headers)
+chunked('HSET', KEYS[2], states)
+chunked('HSET', KEYS[3], payloads)
 chunked('ZADD', KEYS[5], scheduled)
 if #ready > 0 then
   chunked('RPUSH', KEYS[4], ready)

@@ -6,15 +6,15 @@
 -- Returns: { the new deadline ms, then per pair 1 = extended, 0 = this runtime no longer holds that claim (nothing changed) }
 -- A later deadline keeps conveyor:{q}:expiring (a lower bound of each runtime's earliest deadline) right as it is.
 local deadline = now_ms() + tonumber(ARGV[1])
+local ids, held = held_claims(KEYS[1], 2, 2)
 local result, leases = { deadline }, {}
-for i = 2, #ARGV, 2 do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+for n, id in ipairs(ids) do
+  if held[n] then
     leases[#leases + 1] = deadline
-    leases[#leases + 1] = ARGV[i]
-    result[#result + 1] = 1
+    leases[#leases + 1] = id
+    result[n + 1] = 1
   else
-    result[#result + 1] = 0
+    result[n + 1] = 0
   end
 end
 chunked('ZADD', KEYS[2], leases)

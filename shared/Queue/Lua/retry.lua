@@ -6,21 +6,23 @@
 -- ARGV[1..]: groups of (job id, claim token, attempts so far, max attempts, backoff ms, error text)
 -- Returns: per group 1 = scheduled, 0 = this consumer no longer holds that claim (nothing changed)
 local now = now_ms()
-local result, done, due = {}, {}, {}
-for i = 1, #ARGV, 6 do
-  local id = ARGV[i]
-  local score = redis.call('ZSCORE', KEYS[1], id)
-  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+local ids, held = held_claims(KEYS[1], 1, 6)
+local result, done, states, due = {}, {}, {}, {}
+for n, id in ipairs(ids) do
+  if held[n] then
+    local i = 6 * n - 5
     local at = now + tonumber(ARGV[i + 4])
-    redis.call('HSET', KEYS[2], id, format_state(ARGV[i + 2], ARGV[i + 3], at, ARGV[i + 5]))
+    states[#states + 1] = id
+    states[#states + 1] = format_state(ARGV[i + 2], ARGV[i + 3], at, ARGV[i + 5])
     done[#done + 1] = id
     due[#due + 1] = at
     due[#due + 1] = id
-    result[#result + 1] = 1
+    result[n] = 1
   else
-    result[#result + 1] = 0
+    result[n] = 0
   end
 end
+chunked('HSET', KEYS[2], states)
 chunked('ZREM', KEYS[1], done)
 chunked('ZADD', KEYS[3], due)
 if KEYS[4] then

@@ -6,11 +6,11 @@
 -- ARGV[1]: wake-up channel
 -- ARGV[2..]: pairs of (job id, claim token), first to run first
 -- Returns: how many jobs went back (claims this consumer no longer holds are skipped)
+local ids, held = held_claims(KEYS[1], 2, 2)
 local back = {}
-for i = #ARGV - 1, 2, -2 do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
-    back[#back + 1] = ARGV[i]
+for n = #ids, 1, -1 do
+  if held[n] then
+    back[#back + 1] = ids[n]
   end
 end
 if #back > 0 then

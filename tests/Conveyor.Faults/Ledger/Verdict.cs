@@ -141,7 +141,7 @@ internal static class Verdict
                     continue;
                 }
                 duplicates++;
-                if (faults.FirstOrDefault(f => Explains(f, ran[i])) is not null)
+                if (faults.FirstOrDefault(f => Explains(f, ran[i]) || ExplainsStale(f, ran[i], ran[i + 1])) is not null)
                 {
                     explained++;
                 }
@@ -188,6 +188,21 @@ internal static class Verdict
         return (fault.Pid is null || fault.Pid == run.Pid)
             && run.StartMs <= fault.EndMs + slack
             && (run.EndMs ?? long.MaxValue) >= fault.StartMs - slack;
+    }
+
+    /// <summary>
+    /// The later run came from a claim its process held from before the fault that silenced it, and lost meanwhile: the
+    /// custodian gave the job (one attempt more) to another process, which ran it first. That earlier run lies anywhere;
+    /// the later one started in the silenced process within the fault (give or take <see cref="Slack"/>) with a lower
+    /// attempt than the earlier run's.
+    /// </summary>
+    private static bool ExplainsStale(FaultWindow fault, Run earlier, Run later)
+    {
+        var slack = (long)Slack.TotalMilliseconds;
+        return (fault.Pid is null || fault.Pid == later.Pid)
+            && later.Attempt < earlier.Attempt
+            && later.StartMs >= fault.StartMs - slack
+            && later.StartMs <= fault.EndMs + slack;
     }
 
     /// <summary>Keeps the first few findings of each kind: enough to see the pattern, not thousands of lines.</summary>

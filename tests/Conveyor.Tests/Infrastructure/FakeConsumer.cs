@@ -24,7 +24,7 @@ internal sealed class FakeConsumer(IDatabase db, string queue)
         var reply = (RedisResult[])(await LuaScripts.Claim.RunAsync(
             db,
             [_keys.Consumers, _keys.Ready, _keys.Inflight(Id), _keys.Jobs, _keys.State, _keys.Payloads, _keys.Seq],
-            [Id, count, (long)TimeSpan.FromMinutes(1).TotalMilliseconds, maxBytes]))!;
+            [Id, count, (long)TimeSpan.FromMinutes(1).TotalMilliseconds, maxBytes, 256 * 1024]))!;
         if ((long)reply[0] < 0)
         {
             return null;

@@ -61,7 +61,7 @@ public sealed class ClusterTests
         var claimed = (RedisResult[])(await LuaScripts.Claim.RunAsync(
             host.Db,
             [keys.Consumers, keys.Ready, keys.Inflight(runtime), keys.Jobs, keys.State, keys.Payloads, keys.Seq, keys.Leases(runtime), keys.Expiring, keys.Remote],
-            [runtime, 1, 0, 1 << 20, 60_000]))!;
+            [runtime, 1, 0, 1 << 20, 1 << 20, 60_000]))!;
         await LuaScripts.Extend.RunAsync(host.Db, [keys.Inflight(runtime), keys.Leases(runtime)], [60_000, (RedisValue)claimed[2], (RedisValue)claimed[1]]);
         var released = (RedisResult[])(await LuaScripts.Release.RunAsync(
             host.Db,

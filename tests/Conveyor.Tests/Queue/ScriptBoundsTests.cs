@@ -115,7 +115,7 @@ public sealed class ScriptBoundsTests
         var claimed = (RedisResult[])(await LuaScripts.Claim.RunAsync(
             host.Db,
             [keys.Consumers, keys.Ready, keys.Inflight(runtime), keys.Jobs, keys.State, keys.Payloads, keys.Seq, keys.Leases(runtime), keys.Expiring, keys.Remote],
-            [runtime, Many, 0, int.MaxValue, 60_000]))!;
+            [runtime, Many, 0, int.MaxValue, 256 * 1024, 60_000]))!;
         var token = (long)claimed[1];
         Assert.Equal(Many, (claimed.Length - 2) / 4);
         Assert.Equal(Many, await host.Db.SortedSetLengthAsync(keys.Leases(runtime)));

@@ -125,6 +125,37 @@ public sealed class SessionFaultTests
     }
 
     [Fact]
+    public async Task A_session_silent_past_the_timeout_starts_none_of_the_jobs_it_holds_claimed_until_a_beat_lands()
+    {
+        // What a frozen (SIGSTOP) or starved process lives through: its beats stop landing without failing (the proxy holds
+        // them, the client waits 20 s), the custodian takes it for dead and gives its claims to others, then its handlers
+        // return. Its workers must not start the claimed jobs still in its buffer: the next beat finds it dead and it ends.
+        using var redis = await TestRedis.StartDedicatedAsync();
+        await using var proxy = FaultProxy.To(redis.Endpoint);
+        await using var host = await EngineHost.StartOnAsync(proxy.Endpoint, FastSettings(), timeoutMs: 20_000);
+        await using var custodian = await EngineHost.StartOnAsync(redis.Endpoint, FastSettings(), timeoutMs: 5000);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        host.Probe.Behavior = (_, _) => release.Task;
+        var queue = TestRedis.UniqueQueue();
+        await host.Producer.EnqueueBatchAsync(queue, [.. Enumerable.Range(0, 8).Select(i => new JobRequest("probe", $"{i}"))]);
+        var session = RunningSession.Start(host, queue);
+        await Wait.UntilAsync(async () => host.Probe.Running == 4 && (await custodian.Admin.GetStatsAsync(queue)).Running == 8, "4 run and 4 wait claimed");
+
+        proxy.Stall();
+        await Wait.UntilAsync(async () => (await custodian.Custodian.RunOnceAsync(CancellationToken.None)).DeadConsumers == 1, "the custodian takes it for dead");
+        release.SetResult(); // the four handlers return; their workers take the claimed jobs waiting in the buffer
+        await Wait.UntilAsync(() => host.Logs.Entries.Any(e => e.Message.Contains("wait for one before they start", StringComparison.Ordinal)), "the workers hold the claimed jobs");
+        Assert.Equal(4, host.Probe.Runs.Count);
+
+        proxy.Resume();
+        var result = await session.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(SessionEnd.TakenForDead, result.End);
+        Assert.Equal(4, host.Probe.Runs.Count);
+        Assert.Equal(4, result.LostClaims); // the acks of the four that ran came too late: fenced, they changed nothing
+        Assert.Equal(8, (await custodian.Admin.GetStatsAsync(queue)).Ready); // all eight wait for another consumer
+    }
+
+    [Fact]
     public async Task Acks_that_time_out_are_sent_again_and_the_session_ends_deregistered()
     {
         using var redis = await TestRedis.StartDedicatedAsync();
