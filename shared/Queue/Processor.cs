@@ -88,11 +88,23 @@ public sealed class Processor(
 
     /// <summary>
     /// One bounded session on <paramref name="queue"/>, as <see cref="RunBoundedAsync"/> runs them: what a wake-up
-    /// message starts (the Functions app's queue trigger).
+    /// message starts (the Functions app's queue trigger). A wake-up that finds nothing ready (sessions already running
+    /// took the backlog it was posted for, or an instance served several wake-ups one after another) runs no session:
+    /// it ends at once, <see cref="SessionEnd.Idle"/>, with no consumer registered (<see cref="SessionResult.ConsumerId"/>
+    /// empty), instead of idling for <see cref="ProcessorOptions.IdleTimeout"/>. Jobs that arrive later post their own wake-ups.
     /// </summary>
     /// <exception cref="ConveyorValidationException">The message named no valid queue.</exception>
-    public Task<SessionResult> RunWokenSessionAsync(string queue, CancellationToken cancellationToken) =>
-        RunBoundedSessionAsync(queue, cancellationToken);
+    public async Task<SessionResult> RunWokenSessionAsync(string queue, CancellationToken cancellationToken)
+    {
+        JobValidation.QueueName(queue);
+        var db = await redis.GetDatabaseAsync();
+        if (await db.ListLengthAsync(new QueueKeys(queue).Ready) == 0)
+        {
+            logger.LogInformation("Processor: a wake-up for queue {Queue} found nothing ready; no session", queue);
+            return new SessionResult(queue, "", 0, 0, 0, 0, 0, 0, Deregistered: false) { End = SessionEnd.Idle };
+        }
+        return await RunBoundedSessionAsync(queue, cancellationToken);
+    }
 
     /// <summary>
     /// The queues <see cref="ProcessorOptions.Queues"/> names; for every known queue, the registry's (with

@@ -37,6 +37,31 @@ public sealed class ScaleTests
     }
 
     [Fact]
+    public async Task A_wake_up_for_a_queue_with_nothing_ready_runs_no_session_instead_of_idling()
+    {
+        // An idle timeout far beyond the wait below: a session that registered and waited for work would not end in time.
+        await using var host = await EngineHost.StartAsync(new()
+        {
+            ["Conveyor:Processor:SessionDuration"] = "00:10:00",
+            ["Conveyor:Processor:IdleTimeout"] = "00:05:00",
+        });
+        var queue = TestRedis.UniqueQueue("stale");
+        var done = (await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "1"))).Id;
+        await using (RunningSession.Start(host, queue))
+        {
+            await Wait.UntilAsync(() => host.Probe.RunsOf(done) == 1, "the backlog the wake-up was posted for ran elsewhere");
+        }
+        var later = (await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "2") { Delay = TimeSpan.FromMinutes(5) })).Id;
+
+        var result = await host.Processor.RunWokenSessionAsync(queue, CancellationToken.None)
+            .WaitAsync(SessionEnds); // nothing ready (one job scheduled for later): ends at once, not after five idle minutes
+
+        Assert.Equal((SessionEnd.Idle, "", 0L, false), (result.End, result.ConsumerId, result.Claimed, result.Deregistered));
+        Assert.Equal(0, await host.Db.SortedSetLengthAsync($"conveyor:{{{queue}}}:consumers"));
+        Assert.Equal(0, host.Probe.RunsOf(later));
+    }
+
+    [Fact]
     public async Task A_session_with_a_job_in_hand_is_not_idle_however_long_the_job_runs()
     {
         await using var host = await EngineHost.StartAsync(new()
