@@ -42,6 +42,9 @@ public enum SessionEnd
 
     /// <summary>A bounded session found nothing to claim, with no job in hand, for <see cref="ProcessorOptions.IdleTimeout"/>.</summary>
     Idle,
+
+    /// <summary>No session ran: this processor leaves the queue to remote runtimes (<see cref="Processor.ServesAsync"/>).</summary>
+    NotServed,
 }
 
 /// <summary>
@@ -89,20 +92,33 @@ public sealed class Processor(
 
     /// <summary>
     /// One bounded session on <paramref name="queue"/>, as <see cref="RunBoundedAsync"/> runs them: what a wake-up
-    /// message starts (the Functions app's queue trigger).
-    /// Returns null, running nothing, for a queue this processor leaves to remote runtimes (<see cref="ServesAsync"/>).
+    /// message starts (the Functions app's queue trigger). A wake-up runs no session, ending at once with no consumer
+    /// registered (<see cref="SessionResult.ConsumerId"/> empty), for a queue this processor leaves to remote runtimes
+    /// (<see cref="SessionEnd.NotServed"/>, see <see cref="ServesAsync"/>) and for one with nothing ready
+    /// (<see cref="SessionEnd.Idle"/>: sessions already running took the backlog it was posted for, or an instance served
+    /// several wake-ups one after another), instead of idling for <see cref="ProcessorOptions.IdleTimeout"/>. Jobs that
+    /// arrive later post their own wake-ups.
     /// </summary>
     /// <exception cref="ConveyorValidationException">The message named no valid queue.</exception>
-    public async Task<SessionResult?> RunWokenSessionAsync(string queue, CancellationToken cancellationToken)
+    public async Task<SessionResult> RunWokenSessionAsync(string queue, CancellationToken cancellationToken)
     {
         JobValidation.QueueName(queue);
         if (!await ServesAsync(queue))
         {
-            logger.LogInformation("Wake-up for queue {Queue} ignored: remote runtimes serve it (Conveyor:Runtimes:Queues, or a runtime asked it for jobs)", queue);
-            return null;
+            logger.LogInformation("Processor: a wake-up for queue {Queue} ignored: remote runtimes serve it (Conveyor:Runtimes:Queues, or a runtime asked it for jobs)", queue);
+            return NoSession(queue, SessionEnd.NotServed);
+        }
+        var db = await redis.GetDatabaseAsync();
+        if (await db.ListLengthAsync(new QueueKeys(queue).Ready) == 0)
+        {
+            logger.LogInformation("Processor: a wake-up for queue {Queue} found nothing ready; no session", queue);
+            return NoSession(queue, SessionEnd.Idle);
         }
         return await RunBoundedSessionAsync(queue, cancellationToken);
     }
+
+    private static SessionResult NoSession(string queue, SessionEnd end) =>
+        new(queue, "", 0, 0, 0, 0, 0, 0, Deregistered: false) { End = end };
 
     /// <summary>
     /// Whether this processor serves <paramref name="queue"/>: a queue <see cref="ProcessorOptions.Queues"/> names, always;

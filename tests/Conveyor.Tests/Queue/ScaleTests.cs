@@ -30,11 +30,35 @@ public sealed class ScaleTests
         var result = await host.Processor.RunWokenSessionAsync(queue, CancellationToken.None)
             .WaitAsync(SessionEnds); // a ten-minute session that must end once idle
 
-        Assert.NotNull(result);
         Assert.Equal(SessionEnd.Idle, result.End);
         Assert.Equal(5, result.Acked);
         Assert.True(result.Deregistered);
         Assert.Equal(0, await host.Db.SortedSetLengthAsync($"conveyor:{{{queue}}}:consumers"));
+    }
+
+    [Fact]
+    public async Task A_wake_up_for_a_queue_with_nothing_ready_runs_no_session_instead_of_idling()
+    {
+        // An idle timeout far beyond the wait below: a session that registered and waited for work would not end in time.
+        await using var host = await EngineHost.StartAsync(new()
+        {
+            ["Conveyor:Processor:SessionDuration"] = "00:10:00",
+            ["Conveyor:Processor:IdleTimeout"] = "00:05:00",
+        });
+        var queue = TestRedis.UniqueQueue("stale");
+        var done = (await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "1"))).Id;
+        await using (RunningSession.Start(host, queue))
+        {
+            await Wait.UntilAsync(() => host.Probe.RunsOf(done) == 1, "the backlog the wake-up was posted for ran elsewhere");
+        }
+        var later = (await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "2") { Delay = TimeSpan.FromMinutes(5) })).Id;
+
+        var result = await host.Processor.RunWokenSessionAsync(queue, CancellationToken.None)
+            .WaitAsync(SessionEnds); // nothing ready (one job scheduled for later): ends at once, not after five idle minutes
+
+        Assert.Equal((SessionEnd.Idle, "", 0L, false), (result.End, result.ConsumerId, result.Claimed, result.Deregistered));
+        Assert.Equal(0, await host.Db.SortedSetLengthAsync($"conveyor:{{{queue}}}:consumers"));
+        Assert.Equal(0, host.Probe.RunsOf(later));
     }
 
     [Fact]
@@ -62,7 +86,6 @@ public sealed class ScaleTests
         release.SetResult();
 
         var result = await session.WaitAsync(SessionEnds);
-        Assert.NotNull(result);
         Assert.Equal(SessionEnd.Idle, result.End);
         Assert.Equal(1, result.Acked);
     }
@@ -219,8 +242,8 @@ public sealed class ScaleTests
         Assert.Contains(own, served);
         Assert.DoesNotContain(listed, served);
         Assert.DoesNotContain(asked, served);
-        Assert.Null(await host.Processor.RunWokenSessionAsync(listed, CancellationToken.None));
-        Assert.Null(await host.Processor.RunWokenSessionAsync(asked, CancellationToken.None));
+        Assert.Equal(SessionEnd.NotServed, (await host.Processor.RunWokenSessionAsync(listed, CancellationToken.None)).End);
+        Assert.Equal(SessionEnd.NotServed, (await host.Processor.RunWokenSessionAsync(asked, CancellationToken.None)).End);
         Assert.Equal((0, 0, 1), (wake.CountFor(listed), wake.CountFor(asked), wake.CountFor(own)));
         Assert.Equal((1, 1), (await host.Db.ListLengthAsync($"conveyor:{{{listed}}}:ready"), await host.Db.ListLengthAsync($"conveyor:{{{asked}}}:ready")));
     }
@@ -239,7 +262,6 @@ public sealed class ScaleTests
 
         Assert.Equal([queue], await host.Processor.QueuesToServeAsync(readyOnly: true, CancellationToken.None));
         var result = await host.Processor.RunWokenSessionAsync(queue, CancellationToken.None).WaitAsync(SessionEnds);
-        Assert.NotNull(result);
         Assert.Equal(1, result.Acked);
     }
 

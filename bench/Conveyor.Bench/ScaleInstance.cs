@@ -1,0 +1,393 @@
+using System.Diagnostics;
+using Azure.Storage.Queues;
+using Azure.Storage.Queues.Models;
+using Conveyor.Hosting;
+using Conveyor.Queue;
+using Conveyor.Storage;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Conveyor.Bench;
+
+/// <summary>
+/// One simulated Functions instance (<c>bench scale-instance</c>, a process the scale bench starts): it plays the host's
+/// queue listener with host.json's settings (batchSize 1, newBatchThreshold 0: one message at a time; polls back off to
+/// maxPollingInterval 2 s; a failed message becomes visible again after visibilityTimeout 5 s and is dropped after
+/// maxDequeueCount 2) and runs each message as the Wake function does, <see cref="Processor.RunWokenSessionAsync"/>.
+/// With <c>--timer-only 1</c> it is the app before issue 11 instead: every 10 s tick, a full-length session unless one
+/// is still running. Handler <c>sleep</c> awaits <c>--handler-ms</c>. Tells the bench on stdout: <c>ready</c>,
+/// <c>start</c>, <c>end EMPTY CLAIMED</c> (EMPTY 1: a wake-up that found nothing ready). Stops when stdin closes.
+/// </summary>
+internal static class ScaleInstance
+{
+    public const string JobType = "sleep";
+
+    private static readonly TimeSpan MinPoll = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan MaxPoll = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan RetryVisibility = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan TimerTick = TimeSpan.FromSeconds(10);
+    private const int MaxDequeueCount = 2;
+
+    public static async Task<int> RunAsync(BenchArgs args)
+    {
+        var settings = new ScaleSettings(args);
+        var queue = args.String("queue", "");
+        using var stop = new CancellationTokenSource();
+        _ = Task.Run(async () =>
+        {
+            await Console.In.ReadToEndAsync();
+            await stop.CancelAsync();
+        });
+        var services = new ServiceCollection()
+            .AddLogging(logging => logging.AddConsole(c => c.LogToStandardErrorThreshold = LogLevel.Trace).SetMinimumLevel(LogLevel.Warning))
+            .AddSingleton(new SleepHandler.Options(TimeSpan.FromMilliseconds(settings.HandlerMs)));
+        services.AddConveyor(settings.Configuration(queue)).AddJobHandler<SleepHandler>(JobType);
+        await using var provider = services.BuildServiceProvider();
+        var processor = provider.GetRequiredService<Processor>();
+        await provider.GetRequiredService<RedisConnection>().GetDatabaseAsync();
+        Console.Out.WriteLine("ready");
+        if (args.Int("timer-only", 0) == 1)
+        {
+            await RunTimerAsync(processor, queue, settings.SessionDuration, stop.Token);
+        }
+        else
+        {
+            var wakeQueue = new QueueClient(args.String("azurite", ""), args.String("wake-queue", ""),
+                new QueueClientOptions { MessageEncoding = QueueMessageEncoding.Base64 });
+            await ListenAsync(processor, wakeQueue, stop.Token);
+        }
+        return 0;
+    }
+
+    private static async Task ListenAsync(Processor processor, QueueClient wakeQueue, CancellationToken stop)
+    {
+        var poll = MinPoll;
+        while (!stop.IsCancellationRequested)
+        {
+            QueueMessage? message;
+            try
+            {
+                // Invisible to other instances while its session runs (sessions end well within 10 min).
+                message = (await wakeQueue.ReceiveMessageAsync(TimeSpan.FromMinutes(10), stop)).Value;
+                if (message is null)
+                {
+                    await Task.Delay(poll, stop);
+                    poll = poll * 2 > MaxPoll ? MaxPoll : poll * 2;
+                    continue;
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            poll = MinPoll;
+            Console.Out.WriteLine("start");
+            try
+            {
+                var result = await processor.RunWokenSessionAsync(message.Body.ToString(), stop);
+                Console.Out.WriteLine($"end {(result.ConsumerId.Length == 0 ? 1 : 0)} {result.Claimed}");
+                await wakeQueue.DeleteMessageAsync(message.MessageId, message.PopReceipt, CancellationToken.None);
+            }
+#pragma warning disable CA1031 // The host's listener outlives a failed invocation: the message is retried, then dropped.
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                Console.Out.WriteLine("end 0 0");
+                await Console.Error.WriteLineAsync($"instance {Environment.ProcessId}: the Wake session failed: {ex.Message}");
+                if (message.DequeueCount >= MaxDequeueCount)
+                {
+                    await wakeQueue.DeleteMessageAsync(message.MessageId, message.PopReceipt, CancellationToken.None);
+                }
+                else
+                {
+                    await wakeQueue.UpdateMessageAsync(message.MessageId, message.PopReceipt, message.Body, RetryVisibility, CancellationToken.None);
+                }
+            }
+        }
+    }
+
+    private static async Task RunTimerAsync(Processor processor, string queue, TimeSpan sessionDuration, CancellationToken stop)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!stop.IsCancellationRequested)
+        {
+            Console.Out.WriteLine("start");
+            var result = await processor.RunSessionAsync(queue, sessionDuration, stop);
+            Console.Out.WriteLine($"end 0 {result.Claimed}");
+            try
+            {
+                await Task.Delay(TimerTick - TimeSpan.FromTicks(clock.Elapsed.Ticks % TimerTick.Ticks), stop);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>An IO-bound job: it awaits a fixed delay and uses no CPU meanwhile, so instances share two cores.</summary>
+    private sealed class SleepHandler(SleepHandler.Options options) : IJobHandler
+    {
+        public Task HandleAsync(Job job, CancellationToken cancellationToken) => Task.Delay(options.Delay, cancellationToken);
+
+        public sealed record Options(TimeSpan Delay);
+    }
+}
+
+/// <summary>
+/// The instance processes of one scale run, as the bench sees them: started and stopped by the scaler, their sessions
+/// timed by the bench's clock from the lines they print.
+/// </summary>
+internal sealed class Fleet(ScaleSettings settings, string storage, string wakeQueue, string queue, Stopwatch clock) : IAsyncDisposable
+{
+    private readonly Lock _gate = new();
+    private readonly List<Instance> _instances = [];
+    private readonly List<Session> _sessions = [];
+    private readonly TaskCompletionSource _firstSession = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _peak;
+
+    public int Running
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _instances.Count(i => !i.Stopping);
+            }
+        }
+    }
+
+    public int Peak => Volatile.Read(ref _peak);
+
+    public int Sessions
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _sessions.Count;
+            }
+        }
+    }
+
+    public int SessionsRunning
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _sessions.Count(s => s.End is null);
+            }
+        }
+    }
+
+    public int EmptySessions
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _sessions.Count(s => s.Empty);
+            }
+        }
+    }
+
+    public double? StartupMsAverage
+    {
+        get
+        {
+            lock (_gate)
+            {
+                var ready = _instances.Where(i => i.ReadyAt is not null).Select(i => (i.ReadyAt!.Value - i.LaunchedAt).TotalMilliseconds).ToList();
+                return ready.Count == 0 ? null : Math.Round(ready.Average());
+            }
+        }
+    }
+
+    public Task WaitForSessionAsync() => _firstSession.Task.WaitAsync(TimeSpan.FromSeconds(60));
+
+    public void Start(bool timerOnly)
+    {
+        var path = Environment.ProcessPath ?? throw new InvalidOperationException("no process path to start instances from");
+        var start = new ProcessStartInfo(path)
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        if (Path.GetFileNameWithoutExtension(path) == "dotnet")
+        {
+            start.ArgumentList.Add(typeof(Fleet).Assembly.Location);
+        }
+        foreach (var argument in (string[])["scale-instance", "--redis", settings.Redis, "--azurite", storage, "--wake-queue", wakeQueue,
+                     "--queue", queue, "--handler-ms", Invariant(settings.HandlerMs), "--concurrency", Invariant(settings.Concurrency),
+                     "--idle-timeout-sec", Invariant((int)settings.IdleTimeout.TotalSeconds),
+                     "--session-sec", Invariant((int)settings.SessionDuration.TotalSeconds), "--timer-only", timerOnly ? "1" : "0"])
+        {
+            start.ArgumentList.Add(argument);
+        }
+        // A small instance: workstation GC, as a Functions worker on one vCPU would pick.
+        start.Environment["DOTNET_gcServer"] = "0";
+        var instance = new Instance(clock.Elapsed);
+        var process = Process.Start(start) ?? throw new InvalidOperationException("an instance did not start");
+        instance.Process = process;
+        process.OutputDataReceived += (_, line) => OnLine(instance, line.Data);
+        process.ErrorDataReceived += (_, line) =>
+        {
+            if (line.Data is { } text)
+            {
+                Console.Error.WriteLine($"  [instance {process.Id}] {text}");
+            }
+        };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        lock (_gate)
+        {
+            _instances.Add(instance);
+            _peak = Math.Max(_peak, _instances.Count(i => !i.Stopping));
+        }
+        Console.Error.WriteLine($"scale:   {clock.Elapsed.TotalSeconds:F2} s: instance {process.Id} started ({Running} running)");
+    }
+
+    /// <summary>Stops up to <paramref name="count"/> instances that have run no session for <paramref name="after"/>.</summary>
+    public void StopIdle(int count, TimeSpan after)
+    {
+        List<Instance> stopping;
+        lock (_gate)
+        {
+            var now = clock.Elapsed;
+            stopping = [.. _instances.Where(i => !i.Stopping && i.Current is null && i.ReadyAt is not null && now - i.LastActivity >= after).Take(count)];
+            foreach (var instance in stopping)
+            {
+                instance.Stopping = true;
+            }
+        }
+        foreach (var instance in stopping)
+        {
+            instance.Process!.StandardInput.Close();
+            Console.Error.WriteLine($"scale:   {clock.Elapsed.TotalSeconds:F2} s: instance {instance.Process.Id} scaled in ({Running} running)");
+        }
+    }
+
+    /// <summary>Session time (seconds, all instances) between <paramref name="from"/> and <paramref name="to"/>; running sessions count up to now.</summary>
+    public double SessionSecondsWithin(TimeSpan from, TimeSpan to)
+    {
+        lock (_gate)
+        {
+            var now = clock.Elapsed;
+            return _sessions.Sum(s =>
+            {
+                var start = s.Start > from ? s.Start : from;
+                var end = s.End ?? now;
+                end = end < to ? end : to;
+                return end > start ? (end - start).TotalSeconds : 0;
+            });
+        }
+    }
+
+    public TimeSpan? FirstSessionAfter(TimeSpan time)
+    {
+        lock (_gate)
+        {
+            return _sessions.Where(s => s.Start >= time).Select(s => (TimeSpan?)s.Start).Min();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        List<Instance> all;
+        lock (_gate)
+        {
+            all = [.. _instances];
+            foreach (var instance in all)
+            {
+                instance.Stopping = true;
+            }
+        }
+        await Task.WhenAll(all.Select(async instance =>
+        {
+            var process = instance.Process!;
+            try
+            {
+                process.StandardInput.Close();
+                await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(45));
+            }
+            catch (Exception e) when (e is TimeoutException or IOException or InvalidOperationException)
+            {
+                try
+                {
+                    process.Kill(entireProcessTree: true);
+                }
+                catch (InvalidOperationException)
+                {
+                    // Already gone.
+                }
+            }
+        }));
+        foreach (var instance in all)
+        {
+            instance.Process!.Dispose();
+        }
+        lock (_gate)
+        {
+            _instances.Clear();
+        }
+    }
+
+    private void OnLine(Instance instance, string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+        lock (_gate)
+        {
+            var now = clock.Elapsed;
+            if (line == "ready")
+            {
+                instance.ReadyAt = now;
+                instance.LastActivity = now;
+            }
+            else if (line == "start")
+            {
+                instance.Current = new Session(now);
+                _sessions.Add(instance.Current);
+                _firstSession.TrySetResult();
+            }
+            else if (line.StartsWith("end ", StringComparison.Ordinal) && instance.Current is { } session)
+            {
+                session.End = now;
+                session.Empty = line.Split(' ')[1] == "1";
+                instance.Current = null;
+                instance.LastActivity = now;
+            }
+        }
+    }
+
+    private static string Invariant(int value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    private sealed class Instance(TimeSpan launchedAt)
+    {
+        public TimeSpan LaunchedAt { get; } = launchedAt;
+
+        public Process? Process { get; set; }
+
+        public TimeSpan? ReadyAt { get; set; }
+
+        public TimeSpan LastActivity { get; set; } = launchedAt;
+
+        public Session? Current { get; set; }
+
+        public bool Stopping { get; set; }
+    }
+
+    private sealed class Session(TimeSpan start)
+    {
+        public TimeSpan Start { get; } = start;
+
+        public TimeSpan? End { get; set; }
+
+        public bool Empty { get; set; }
+    }
+}
