@@ -1,4 +1,5 @@
 using Azure.Core;
+using Conveyor.Dashboard;
 using Conveyor.Functions.Queues;
 using Conveyor.Hosting;
 using Microsoft.Extensions.Configuration;
@@ -12,8 +13,12 @@ namespace Conveyor.Functions;
 /// </summary>
 public static class FunctionsApp
 {
-    public static ConveyorBuilder AddConveyorFunctions(this IServiceCollection services, IConfiguration configuration) =>
-        services.AddConveyor(configuration)
+    public static ConveyorBuilder AddConveyorFunctions(this IServiceCollection services, IConfiguration configuration)
+    {
+        // The dashboard sits behind App Service authentication (Microsoft Entra), not behind its own API-key sign-in.
+        services.UseEasyAuthForDashboard();
+        return services.AddConveyor(configuration)
             .AddJobHandler<EchoJobHandler>("echo")
             .UseWakeSender(services => new StorageWakeSender(configuration, services.GetRequiredService<TokenCredential>()));
+    }
 }

@@ -82,6 +82,9 @@ param staleSweeperSchedule string = '*/30 * * * * *'
 @description('ConveyorProcessorSchedule (NCRONTAB with seconds, UTC): start a bounded processor session.')
 param processorSchedule string = '*/10 * * * * *'
 
+@description('Client id of the Microsoft Entra app registration that signs users in to the dashboard (App Service authentication, docs/deploy.md). Empty (default): App Service authentication stays off and the dashboard stays closed; the key-based API works either way.')
+param dashboardEntraClientId string = ''
+
 @description('WEBSITE_USE_PLACEHOLDER_DOTNETISOLATED. 0 (default) avoids the .NET 10 on Flex Consumption worker crash (exit 139, Azure/azure-functions-dotnet-worker#3335) at the cost of placeholder cold-start optimisation.')
 @allowed(['0', '1'])
 param dotnetIsolatedPlaceholder string = '0'
@@ -366,6 +369,7 @@ module functionApp 'modules/function-app.bicep' = {
       processor: processorSchedule
     }
     dotnetIsolatedPlaceholder: dotnetIsolatedPlaceholder
+    dashboardEntraClientId: dashboardEntraClientId
   }
   // With private networking the app must not start before its endpoints resolve.
   dependsOn: [endpoints]

@@ -1,4 +1,5 @@
 using Conveyor.Api;
+using Conveyor.Dashboard;
 using Conveyor.Hosting;
 using Conveyor.Queue;
 using Microsoft.Extensions.Options;
@@ -33,6 +34,7 @@ public static class SelfHost
         app.UseStatusCodePages();
         app.UseMiddleware<ApiKeyMiddleware>();
         app.MapConveyorApi();
+        app.MapConveyorDashboard();
         return app;
     }
 

@@ -97,6 +97,9 @@ param schedules {
   processor: string
 }
 
+@description('Client id of the Microsoft Entra app registration that signs users in to the dashboard (App Service authentication). Empty: App Service authentication stays off, and the dashboard refuses every request.')
+param dashboardEntraClientId string = ''
+
 @description('Value of WEBSITE_USE_PLACEHOLDER_DOTNETISOLATED: 0 works around the .NET 10 on Flex Consumption worker crash (Azure/azure-functions-dotnet-worker#3335).')
 @allowed(['0', '1'])
 param dotnetIsolatedPlaceholder string
@@ -183,6 +186,9 @@ resource app 'Microsoft.Web/sites@2025-03-01' = {
         { name: 'ConveyorHeartbeatFlushSchedule', value: schedules.heartbeatFlush }
         { name: 'ConveyorStaleSweeperSchedule', value: schedules.staleSweeper }
         { name: 'ConveyorProcessorSchedule', value: schedules.processor }
+        // App Service authentication proves the app to Microsoft Entra with this identity (a federated credential on the
+        // dashboard's app registration) instead of a client secret; unused while dashboardEntraClientId is empty.
+        { name: 'OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID', value: identityClientId }
       ]
     }
     functionAppConfig: {
@@ -203,6 +209,55 @@ resource app 'Microsoft.Web/sites@2025-03-01' = {
       runtime: {
         name: 'dotnet-isolated'
         version: '10.0'
+      }
+    }
+  }
+}
+
+// The paths of the key-based API (producers, runtimes, health probes): App Service authentication lets them through
+// untouched, so their callers keep using function keys and runtime tokens. Everything else, the dashboard
+// (/api/dashboard/...) included, needs a Microsoft Entra sign-in.
+var apiPaths = [
+  '/api/health'
+  '/api/openapi.json'
+  '/api/queues'
+  '/api/queues/*'
+  '/api/runtimes'
+  '/api/runtimes/*'
+]
+
+// The dashboard behind App Service authentication (Easy Auth) with Microsoft Entra. The app trusts the principal
+// headers only while the platform reports authentication on (WEBSITE_AUTH_ENABLED), since only then are headers a
+// client sends stripped.
+resource auth 'Microsoft.Web/sites/config@2025-03-01' = if (!empty(dashboardEntraClientId)) {
+  parent: app
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'RedirectToLoginPage'
+      redirectToProvider: 'azureactivedirectory'
+      excludedPaths: apiPaths
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: dashboardEntraClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+          clientSecretSettingName: 'OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${dashboardEntraClientId}'
+          ]
+        }
       }
     }
   }

@@ -1,5 +1,6 @@
 using Azure.Core;
 using Conveyor.Api;
+using Conveyor.Dashboard;
 using Conveyor.Presence;
 using Conveyor.Queue;
 using Conveyor.Storage;
@@ -50,6 +51,7 @@ public static class ServiceCollectionExtensions
         services.AddSingleton(new MaintenanceTask("Custodian", Schedules.Custodian,
             async (sp, ct) => await sp.GetRequiredService<Custodian>().RunOnceAsync(ct)));
         Bind<ApiOptions>(services, configuration, ApiOptions.Section);
+        services.AddConveyorDashboard(configuration);
         services.AddConveyorPresence(configuration);
         services.AddSingleton(new MaintenanceTask("HeartbeatFlush", Schedules.HeartbeatFlush,
             async (sp, ct) => await sp.GetRequiredService<HeartbeatFlusher>().RunOnceAsync(ct)));
