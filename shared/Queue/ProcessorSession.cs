@@ -612,7 +612,9 @@ internal sealed class ProcessorSession
         for (var i = 0; i < items.Count; i++)
         {
             items[i].Sent = true;
-            _held.TryRemove(items[i].Job.Id, out _);
+            // Only this claim: a retry's second try can land after the job came back and was claimed again here, and the
+            // newer claim must stay known, or reconciling would hand it back while it runs (and run it twice).
+            _held.TryRemove(KeyValuePair.Create(items[i].Job.Id, items[i].Job.Token));
             if ((long)reply[i] == 1)
             {
                 done++;
@@ -696,7 +698,7 @@ internal sealed class ProcessorSession
             back += (long)await LuaScripts.ReturnUnstarted.RunAsync(_db, [_inflight, _keys.Ready], [.. args]);
             for (var i = start; i < end; i++)
             {
-                _held.TryRemove(claims[i].Id, out _);
+                _held.TryRemove(KeyValuePair.Create(claims[i].Id, claims[i].Token));
             }
         }
         return back;
