@@ -72,7 +72,7 @@ internal static class ScriptCost
             await db.SortedSetAddAsync(keys.Consumers, Consumer, 1); // its heartbeat stopped long ago,
             await db.StringSetAsync(keys.Watch, "1|1"); // and a custodian has watched ever since
             ms["recover"] = await TimeAsync(server, LuaScripts.Recover, () => LuaScripts.Recover.RunAsync(
-                db, [keys.Consumers, keys.Inflight(Consumer), keys.Ready, keys.Jobs, keys.State, keys.Payloads, keys.Dead, keys.Watch],
+                db, [keys.Consumers, keys.Inflight(Consumer), keys.Ready, keys.Jobs, keys.State, keys.Dead, keys.Watch],
                 [keys.Signal.ToString(), Consumer, 30_000, custodian]));
 
             // Acks free payloads: the processor's byte budget cuts a call of large ones short.
@@ -118,7 +118,7 @@ internal static class ScriptCost
     }
 
     private static Task<RedisResult> AckAsync(IDatabase db, QueueKeys keys, IEnumerable<(RedisValue Id, long Token)> held) =>
-        LuaScripts.Ack.RunAsync(db, [keys.Inflight(Consumer), keys.Jobs, keys.State, keys.Payloads], [.. held.SelectMany(h => new RedisValue[] { h.Id, h.Token })]);
+        LuaScripts.Ack.RunAsync(db, [keys.Inflight(Consumer), keys.Jobs, keys.State], [.. held.SelectMany(h => new RedisValue[] { h.Id, h.Token })]);
 
     /// <summary>Back to the ready list: scheduled retries (promoted) and claims still held.</summary>
     private static async Task PromoteAllAsync(IDatabase db, QueueKeys keys)
@@ -130,7 +130,7 @@ internal static class ScriptCost
 
     private static async Task RequeueAllAsync(IDatabase db, QueueKeys keys)
     {
-        await LuaScripts.RequeueDead.RunAsync(db, [keys.Dead, keys.Jobs, keys.State, keys.Payloads, keys.Ready], [keys.Signal.ToString(), 5000]);
+        await LuaScripts.RequeueDead.RunAsync(db, [keys.Dead, keys.Jobs, keys.State, keys.Ready], [keys.Signal.ToString(), 5000]);
         await ReturnHeldAsync(db, keys);
     }
 

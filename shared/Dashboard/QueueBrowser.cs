@@ -119,29 +119,16 @@ public sealed class QueueBrowser(RedisConnection redis, QueueAdmin admin, Runtim
         var keys = new QueueKeys(queue);
         var db = await redis.GetDatabaseAsync();
         var batch = db.CreateBatch();
-        var header = batch.HashGetAsync(keys.Jobs, id);
-        var state = batch.HashGetAsync(keys.State, id);
-        var payloadBytes = batch.HashStringLengthAsync(keys.Payloads, id);
+        var peek = PeekAsync(batch, keys, [id], options.Value.MaxPayloadBytes);
         var scheduled = batch.SortedSetScoreAsync(keys.Scheduled, id);
         var dead = batch.SortedSetScoreAsync(keys.Dead, id);
         var consumers = batch.SortedSetRangeByRankAsync(keys.Consumers, 0, MaxConsumersPerQueue - 1);
         var now = batch.ExecuteAsync("TIME");
         batch.Execute();
-        await Task.WhenAll(header, state, payloadBytes, scheduled, dead, consumers, now);
-        if ((await header).IsNull)
+        await Task.WhenAll(peek, scheduled, dead, consumers, now);
+        if ((await peek)[0] is not ({ } record, var bytes))
         {
             return null;
-        }
-        var bytes = await payloadBytes;
-        RedisValue payload = RedisValue.Null;
-        if (bytes <= options.Value.MaxPayloadBytes)
-        {
-            payload = await db.HashGetAsync(keys.Payloads, id);
-        }
-        var record = JobRecord.Read((await header)!, await state, payload.IsNull ? null : (string?)payload);
-        if (bytes == 0)
-        {
-            bytes = Encoding.UTF8.GetByteCount(record.Payload);
         }
         JobState jobState;
         string? holder = null;
@@ -161,7 +148,7 @@ public sealed class QueueBrowser(RedisConnection redis, QueueAdmin admin, Runtim
             holder = index < 0 ? null : names[index];
             jobState = holder is null ? JobState.Ready : JobState.Running;
         }
-        // A payload too big to show, or stored by the first layout inside the header, reads as "null" here: say its size instead.
+        // A payload too big to show reads as "null" here: say its size instead.
         var shown = bytes <= options.Value.MaxPayloadBytes ? Pretty(record.Payload) : null;
         var info = new JobInfo(
             id, queue, jobState, record.Type, shown is null ? "" : record.Payload, record.Attempt, record.MaxAttempts,
@@ -233,41 +220,53 @@ public sealed class QueueBrowser(RedisConnection redis, QueueAdmin admin, Runtim
         return (rows, claimed.Sum());
     }
 
-    /// <summary>Rows for ids, from their headers and states (two <c>HMGET</c>s of one page of ids; payloads are not read).</summary>
+    /// <summary>Rows for ids, from their headers and states (one script call for a page of ids; payloads are not sent).</summary>
     private static async Task<List<JobRow>> RowsAsync(IDatabase db, QueueKeys keys, List<(RedisValue Id, DateTimeOffset? At, string? Consumer)> items)
     {
         if (items.Count == 0)
         {
             return [];
         }
-        var ids = items.Select(i => i.Id).ToArray();
-        var batch = db.CreateBatch();
-        var headers = batch.HashGetAsync(keys.Jobs, ids);
-        var states = batch.HashGetAsync(keys.State, ids);
-        batch.Execute();
-        var headerValues = await headers;
-        var stateValues = await states;
-        var rows = new List<JobRow>(ids.Length);
-        for (var i = 0; i < ids.Length; i++)
+        var peeked = await PeekAsync(db, keys, [.. items.Select(i => i.Id)], 0);
+        var rows = new List<JobRow>(items.Count);
+        for (var i = 0; i < items.Count; i++)
         {
             var (id, at, consumer) = items[i];
-            JobRecord? record = null;
-            if (!headerValues[i].IsNull)
-            {
-                try
-                {
-                    record = JobRecord.Read(headerValues[i]!, stateValues[i], null);
-                }
-                catch (InvalidDataException)
-                {
-                    // Shown as a row without a type: the processor kills such a job when it claims it.
-                }
-            }
+            var record = peeked[i]?.Record;
             rows.Add(record is null
                 ? new JobRow(id!, null, 0, 0, null, at, null, consumer)
                 : new JobRow(id!, record.Type, record.Attempt, record.MaxAttempts, FromMs(record.EnqueuedAt), at, record.LastError, consumer));
         }
         return rows;
+    }
+
+    /// <summary>
+    /// Jobs' headers and states, with each payload only when it is at most <paramref name="maxPayloadBytes"/> (peek.lua): a
+    /// record holds its payload, and a page must not read 25 of them. Null for an id without a job, or one whose record
+    /// is unreadable (shown without a type: the processor kills such a job when it claims it).
+    /// </summary>
+    private static async Task<(JobRecord Record, long PayloadBytes)?[]> PeekAsync(IDatabaseAsync db, QueueKeys keys, RedisValue[] ids, int maxPayloadBytes)
+    {
+        var reply = (RedisResult[])(await LuaScripts.Peek.RunAsync(db, [keys.Jobs, keys.State, keys.Payloads], [maxPayloadBytes, .. ids]))!;
+        var peeked = new (JobRecord, long)?[ids.Length];
+        for (var i = 0; i < ids.Length; i++)
+        {
+            var header = (RedisValue)reply[4 * i];
+            if (header.IsNull)
+            {
+                continue;
+            }
+            try
+            {
+                var record = JobRecord.Read(header, (RedisValue)reply[4 * i + 1], (RedisValue)reply[4 * i + 3]);
+                var bytes = (long)reply[4 * i + 2];
+                peeked[i] = (record, bytes < 0 ? Encoding.UTF8.GetByteCount(record.Payload) : bytes);
+            }
+            catch (InvalidDataException)
+            {
+            }
+        }
+        return peeked;
     }
 
     /// <summary>Indented JSON for reading; raw text when it is not JSON.</summary>

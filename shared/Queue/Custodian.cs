@@ -234,7 +234,7 @@ public sealed class Custodian(
             cancellationToken.ThrowIfCancellationRequested();
             var reply = (RedisResult[])(await LuaScripts.Release.RunAsync(
                 db,
-                [keys.Consumers, keys.Inflight(consumer), keys.Leases(consumer), keys.Expiring, keys.Ready, keys.Jobs, keys.State, keys.Payloads, keys.Dead],
+                [keys.Consumers, keys.Inflight(consumer), keys.Leases(consumer), keys.Expiring, keys.Ready, keys.Jobs, keys.State, keys.Dead],
                 [keys.Signal.ToString(), consumer, fence, options.Value.BatchSize, error]))!;
             requeued += (long)reply[0];
             killed += (long)reply[1];
@@ -265,7 +265,7 @@ public sealed class Custodian(
                 cancellationToken.ThrowIfCancellationRequested();
                 var reply = (RedisResult[])(await LuaScripts.Recover.RunAsync(
                     db,
-                    [keys.Consumers, keys.Inflight(consumer!), keys.Ready, keys.Jobs, keys.State, keys.Payloads, keys.Dead, keys.Watch],
+                    [keys.Consumers, keys.Inflight(consumer!), keys.Ready, keys.Jobs, keys.State, keys.Dead, keys.Watch],
                     [keys.Signal.ToString(), consumer, timeoutMs, settings.BatchSize]))!;
                 if ((long)reply[0] < 0)
                 {

@@ -3,47 +3,58 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using StackExchange.Redis;
 
 namespace Conveyor.Queue;
 
 /// <summary>
-/// A stored job, read from its three parts so that no transition ever touches payload bytes:
+/// A stored job, read from its two parts so that no transition ever touches payload bytes:
 /// <list type="bullet">
-/// <item>the header in <c>conveyor:{q}:jobs</c>: JSON written once at enqueue (type, maxAttempts, traceParent,
-/// enqueuedAt). Its <c>"payload":{"in":"payloads"}</c> says where the payload is, and makes a process of the
-/// previous layout (which read <c>payload</c> as a string) refuse the record and kill the job visibly instead of
-/// running it without its payload;</item>
-/// <item>the state in <c>conveyor:{q}:state</c>: <c>attempt|maxAttempts|dueAt|lastError</c>, the only part
-/// retry, kill and recovery rewrite (plain text: the scripts format it without a JSON codec);</item>
-/// <item>the payload in <c>conveyor:{q}:payloads</c>: raw JSON, written at enqueue and deleted with the job.</item>
+/// <item>the record in <c>conveyor:{q}:jobs</c>, written once at enqueue: the header JSON (type, maxAttempts,
+/// traceParent, enqueuedAt), a newline, then the payload as raw JSON. A header holds no raw newline, so the first one
+/// ends it; a process of an earlier layout fails to parse the record (trailing data after the header) and kills the job
+/// visibly instead of running it without its payload;</item>
+/// <item>the state in <c>conveyor:{q}:state</c>: <c>attempt|maxAttempts|dueAt|lastError</c>, the only part retry,
+/// kill and recovery rewrite (plain text: the scripts format it without a JSON codec).</item>
 /// </list>
-/// A job stored by the first layout has no state: its header is the whole record, the payload inside as an
-/// escaped JSON string. It is read as such until a script needs its state and splits it (<c>_lib.lua</c>).
+/// Two earlier layouts may still be stored, and are read too: the first (one JSON record holding everything, the payload
+/// as an escaped string, no state) and the second (header JSON without the newline, the payload raw in
+/// <c>conveyor:{q}:payloads</c>). The scripts rewrite either in the current layout the first time they claim it
+/// (<c>_lib.lua</c>).
 /// </summary>
 internal sealed record JobRecord(
     string Type, string Payload, int Attempt, int MaxAttempts, string? TraceParent, long EnqueuedAt, long DueAt, string? LastError)
 {
-    /// <summary>Reads a job from its header, state and payload (the last two null for a job of the first layout).</summary>
+    /// <summary>Reads a job from its record and state (null for the first layout), and the payload of a record of the second layout when read apart.</summary>
     /// <exception cref="InvalidDataException">The parts are not a job record.</exception>
-    public static JobRecord Read(string header, string? state, string? payload)
+    public static JobRecord Read(RedisValue record, RedisValue state, RedisValue secondLayoutPayload = default)
     {
-        Header parsed;
+        var bytes = ((ReadOnlyMemory<byte>)record).Span;
+        if (state.IsNull)
+        {
+            // First layout: everything in one JSON record.
+            var all = ParseHeader(bytes);
+            return new JobRecord(all.Type, all.Payload ?? "null", all.Attempt, all.MaxAttempts, all.TraceParent, all.EnqueuedAt, all.DueAt, all.LastError);
+        }
+        var newline = bytes.IndexOf((byte)'\n');
+        var header = ParseHeader(newline < 0 ? bytes : bytes[..newline]);
+        var payload = newline >= 0
+            ? Encoding.UTF8.GetString(bytes[(newline + 1)..])
+            : secondLayoutPayload.IsNull ? "null" : (string)secondLayoutPayload!;
+        var (attempt, maxAttempts, dueAt, lastError) = ParseState(state!);
+        return new JobRecord(header.Type, payload, attempt, maxAttempts, header.TraceParent, header.EnqueuedAt, dueAt, lastError);
+    }
+
+    private static Header ParseHeader(ReadOnlySpan<byte> json)
+    {
         try
         {
-            parsed = JsonSerializer.Deserialize(header, JobRecordJson.Default.Header) ?? throw new InvalidDataException("A job header is null");
+            return JsonSerializer.Deserialize(json, JobRecordJson.Default.Header) ?? throw new InvalidDataException("A job header is null");
         }
         catch (JsonException ex)
         {
             throw new InvalidDataException($"A job header is not JSON: {ex.Message}", ex);
         }
-        if (state is null)
-        {
-            // First layout: everything in the header.
-            return new JobRecord(
-                parsed.Type, parsed.Payload ?? "null", parsed.Attempt, parsed.MaxAttempts, parsed.TraceParent, parsed.EnqueuedAt, parsed.DueAt, parsed.LastError);
-        }
-        var (attempt, maxAttempts, dueAt, lastError) = ParseState(state);
-        return new JobRecord(parsed.Type, payload ?? parsed.Payload ?? "null", attempt, maxAttempts, parsed.TraceParent, parsed.EnqueuedAt, dueAt, lastError);
     }
 
     /// <summary>The header as the enqueue script wants it: JSON with the closing brace left off, so the script appends <c>enqueuedAt</c>.</summary>
@@ -59,9 +70,6 @@ internal sealed record JobRecord(
             {
                 writer.WriteString("traceParent", traceParent);
             }
-            writer.WriteStartObject("payload");
-            writer.WriteString("in", "payloads");
-            writer.WriteEndObject();
             writer.WriteEndObject();
         }
         return Encoding.UTF8.GetString(buffer.WrittenSpan[..^1]);
@@ -91,7 +99,7 @@ internal sealed record JobRecord(
         [JsonPropertyName("maxAttempts")] public int MaxAttempts { get; set; } = 1;
         [JsonPropertyName("traceParent")] public string? TraceParent { get; set; }
         [JsonPropertyName("enqueuedAt")] public long EnqueuedAt { get; set; }
-        /// <summary>The payload of a record of the first layout (a JSON string); null for the new layout's <c>{"in":"payloads"}</c>.</summary>
+        /// <summary>The payload of a record of the first layout (a JSON string); null for the second layout's <c>{"in":"payloads"}</c>.</summary>
         [JsonPropertyName("payload")]
         [JsonConverter(typeof(PayloadInsideConverter))]
         public string? Payload { get; set; }

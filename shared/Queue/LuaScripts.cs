@@ -29,6 +29,7 @@ internal static class LuaScripts
     public static readonly RedisScript Extend = Load("extend");
     public static readonly RedisScript WatchRuntimes = Load("watch_runtimes");
     public static readonly RedisScript Release = Load("release");
+    public static readonly RedisScript Peek = Load("peek");
 
     /// <summary>The one script on the registry <c>conveyor:queues</c> (its own hash slot, no queue's).</summary>
     public static readonly RedisScript RegisterQueue = Load("register_queue");

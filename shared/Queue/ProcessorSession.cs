@@ -23,7 +23,7 @@ internal sealed class ProcessorSession
     private static readonly TimeSpan AbandonAfter = TimeSpan.FromSeconds(5);
 
     /// <summary>
-    /// Payload bytes one claim brings back at most (8 MiB; one job is always claimed): a batch of large payloads must not
+    /// Record bytes (header and payload) one claim brings back at most (8 MiB; one job is always claimed): a batch of large payloads must not
     /// make one Redis reply, and the memory it takes here, unbounded.
     /// </summary>
     internal const int ClaimMaxBytes = 8 * 1024 * 1024;
@@ -339,7 +339,7 @@ internal sealed class ProcessorSession
             return -1;
         }
         var token = (long)reply[1];
-        var claimed = (reply.Length - 2) / 4;
+        var claimed = (reply.Length - 2) / 3;
         if (claimed == 0)
         {
             return 0;
@@ -347,12 +347,12 @@ internal sealed class ProcessorSession
         Interlocked.Add(ref _inHand, claimed);
         _claimed += claimed;
         ConveyorTelemetry.Claimed.Add(claimed, _queueTag);
-        for (var i = 2; i < reply.Length; i += 4)
+        for (var i = 2; i < reply.Length; i += 3)
         {
             var id = (string)reply[i]!;
             _held[id] = token;
-            var payload = (RedisValue)reply[i + 3];
-            _buffer.Writer.TryWrite(new ClaimedJob(id, token, (string)reply[i + 1]!, (string?)reply[i + 2], (string?)payload, (int)payload.Length(), now));
+            var record = (RedisValue)reply[i + 1];
+            _buffer.Writer.TryWrite(new ClaimedJob(id, token, record, (RedisValue)reply[i + 2], (int)record.Length(), now));
         }
         return claimed;
     }
@@ -459,7 +459,7 @@ internal sealed class ProcessorSession
         JobRecord record;
         try
         {
-            record = JobRecord.Read(claimed.Header, claimed.State, claimed.Payload);
+            record = JobRecord.Read(claimed.Record, claimed.State);
         }
         catch (InvalidDataException ex)
         {
@@ -553,7 +553,7 @@ internal sealed class ProcessorSession
             try
             {
                 await Task.WhenAll(
-                    SendAsync(batch, CompletionKind.Ack, LuaScripts.Ack, [_inflight, _keys.Jobs, _keys.State, _keys.Payloads]),
+                    SendAsync(batch, CompletionKind.Ack, LuaScripts.Ack, [_inflight, _keys.Jobs, _keys.State]),
                     SendAsync(batch, CompletionKind.Retry, LuaScripts.Retry, [_inflight, _keys.State, _keys.Scheduled]),
                     SendAsync(batch, CompletionKind.Kill, LuaScripts.Kill, [_inflight, _keys.State, _keys.Dead]));
                 return;
@@ -753,7 +753,7 @@ internal sealed class ProcessorSession
         }
     }
 
-    private sealed record ClaimedJob(string Id, long Token, string Header, string? State, string? Payload, int PayloadBytes, long ClaimedAt);
+    private sealed record ClaimedJob(string Id, long Token, RedisValue Record, RedisValue State, int RecordBytes, long ClaimedAt);
 
     private enum CompletionKind
     {
@@ -773,7 +773,7 @@ internal sealed class ProcessorSession
             DelayOrDueMs = delayOrDueMs;
             Error = error;
             // What its script call costs beyond the count: the payload an ack frees, the error text a retry or kill passes.
-            Bytes = kind == CompletionKind.Ack ? job.PayloadBytes : System.Text.Encoding.UTF8.GetByteCount(error);
+            Bytes = kind == CompletionKind.Ack ? job.RecordBytes : System.Text.Encoding.UTF8.GetByteCount(error);
         }
 
         public ClaimedJob Job { get; }

@@ -19,15 +19,15 @@ public sealed class QueueAdmin(RedisConnection redis, IOptions<QueueOptions>? op
         var keys = new QueueKeys(queue);
         var db = await redis.GetDatabaseAsync();
         var batch = db.CreateBatch();
-        var header = batch.HashGetAsync(keys.Jobs, id);
+        var record = batch.HashGetAsync(keys.Jobs, id);
         var jobState = batch.HashGetAsync(keys.State, id);
         var payload = batch.HashGetAsync(keys.Payloads, id);
         var scheduled = batch.SortedSetScoreAsync(keys.Scheduled, id);
         var dead = batch.SortedSetScoreAsync(keys.Dead, id);
         var consumers = batch.SortedSetRangeByRankAsync(keys.Consumers);
         batch.Execute();
-        await Task.WhenAll(header, jobState, payload, scheduled, dead, consumers);
-        if ((await header).IsNull)
+        await Task.WhenAll(record, jobState, payload, scheduled, dead, consumers);
+        if ((await record).IsNull)
         {
             return null;
         }
@@ -46,7 +46,7 @@ public sealed class QueueAdmin(RedisConnection redis, IOptions<QueueOptions>? op
             var claims = await Task.WhenAll((await consumers).Select(c => db.SortedSetScoreAsync(keys.Inflight(c!), id)));
             state = claims.Any(c => c.HasValue) ? JobState.Running : JobState.Ready;
         }
-        return ToInfo(queue, id, state, JobRecord.Read((await header)!, await jobState, await payload), await dead);
+        return ToInfo(queue, id, state, JobRecord.Read(await record, await jobState, await payload), await dead);
     }
 
     /// <summary>Every registered queue (a queue is registered by its first job and dropped after staying empty), sorted.</summary>
@@ -109,17 +109,17 @@ public sealed class QueueAdmin(RedisConnection redis, IOptions<QueueOptions>? op
         }
         var ids = Array.ConvertAll(entries, e => e.Element);
         var batch = db.CreateBatch();
-        var headers = batch.HashGetAsync(keys.Jobs, ids);
+        var records = batch.HashGetAsync(keys.Jobs, ids);
         var states = batch.HashGetAsync(keys.State, ids);
         var payloads = batch.HashGetAsync(keys.Payloads, ids);
         batch.Execute();
-        await Task.WhenAll(headers, states, payloads);
+        await Task.WhenAll(records, states, payloads);
         var jobs = new List<JobInfo>(ids.Length);
         for (var i = 0; i < ids.Length; i++)
         {
-            if (!(await headers)[i].IsNull)
+            if (!(await records)[i].IsNull)
             {
-                var record = JobRecord.Read((await headers)[i]!, (await states)[i], (await payloads)[i]);
+                var record = JobRecord.Read((await records)[i], (await states)[i], (await payloads)[i]);
                 jobs.Add(ToInfo(queue, ids[i]!, JobState.Dead, record, entries[i].Score));
             }
         }
@@ -168,7 +168,7 @@ public sealed class QueueAdmin(RedisConnection redis, IOptions<QueueOptions>? op
         return (long)await LuaScripts.DeleteDead.RunAsync(db, [keys.Dead, keys.Jobs, keys.State, keys.Payloads], [id]) == 1;
     }
 
-    private static RedisKey[] DeadSetKeys(QueueKeys keys) => [keys.Dead, keys.Jobs, keys.State, keys.Payloads, keys.Ready];
+    private static RedisKey[] DeadSetKeys(QueueKeys keys) => [keys.Dead, keys.Jobs, keys.State, keys.Ready];
 
     private static JobInfo ToInfo(string queue, string id, JobState state, JobRecord record, double? diedAt) => new(
         id,

@@ -214,17 +214,17 @@ public sealed class RuntimeClaims(
         foreach (var (queue, group) in ByQueue(parsed))
         {
             var keys = new QueueKeys(queue);
-            // An ack frees the payloads: the calls are cut by the bytes they free as well as by count (the sizes are
+            // An ack frees the records: the calls are cut by the bytes they free as well as by count (the sizes are
             // read first, in one pipelined round trip; one job alone needs none).
             var sizes = group.Count == 1
                 ? [0L]
-                : await Task.WhenAll(group.Select(c => db.HashStringLengthAsync(keys.Payloads, c.Token.JobId)));
+                : await Task.WhenAll(group.Select(c => db.HashStringLengthAsync(keys.Jobs, c.Token.JobId)));
             var sized = group.Select((c, i) => (Claim: c, Bytes: (int)Math.Min(sizes[i], int.MaxValue))).ToList();
             foreach (var call in LuaScripts.Calls(sized, CallSize, c => c.Bytes))
             {
                 var items = call.Select(c => c.Claim).ToList();
                 var reply = (RedisResult[])(await LuaScripts.Ack.RunAsync(
-                    db, [keys.Inflight(consumer), keys.Jobs, keys.State, keys.Payloads, keys.Leases(consumer)], Pairs(items)))!;
+                    db, [keys.Inflight(consumer), keys.Jobs, keys.State, keys.Leases(consumer)], Pairs(items)))!;
                 Settle(items, reply, results, ClaimOutcome.Acked, ConveyorTelemetry.Acked, claims);
             }
         }
@@ -343,7 +343,7 @@ public sealed class RuntimeClaims(
             db,
             [keys.Consumers, keys.Ready, keys.Inflight(claim.Consumer), keys.Jobs, keys.State, keys.Payloads, keys.Seq, keys.Leases(claim.Consumer), keys.Expiring, keys.Remote],
             [claim.Consumer, claim.Max, 0, ProcessorSession.ClaimMaxBytes, queueOptions.Value.MaxPayloadBytes, claim.LeaseMs]))!;
-        var count = (reply.Length - 2) / 4;
+        var count = (reply.Length - 2) / 3;
         if (count == 0)
         {
             return [];
@@ -354,13 +354,13 @@ public sealed class RuntimeClaims(
         var jobs = new List<RuntimeJob>(count);
         var pairs = new List<RedisValue>(count * 2);
         List<RedisValue>? unreadable = null;
-        for (var i = 2; i < reply.Length; i += 4)
+        for (var i = 2; i < reply.Length; i += 3)
         {
             var id = (string)reply[i]!;
             pairs.AddRange([id, token]);
             try
             {
-                var record = JobRecord.Read((string)reply[i + 1]!, (string?)reply[i + 2], (string?)reply[i + 3]);
+                var record = JobRecord.Read((RedisValue)reply[i + 1], (RedisValue)reply[i + 2]);
                 jobs.Add(new RuntimeJob(
                     id, keys.Queue, record.Type, record.Payload, record.Attempt + 1, record.MaxAttempts,
                     DateTimeOffset.FromUnixTimeMilliseconds(record.EnqueuedAt), new ClaimToken(keys.Queue, token, id).ToString(),

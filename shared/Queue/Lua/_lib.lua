@@ -57,11 +57,14 @@ local function format_state(attempt, max, due, err)
   return attempt .. '|' .. max .. '|' .. due .. '|' .. err
 end
 
--- The state of job id (KEYS of the caller: jobs, state and payloads hashes), or nil when there is no
--- such job. A job stored by the first layout (one JSON record holding everything, the payload as an
--- escaped string) is split here, once: header and state apart, the payload raw in its own hash. No
--- later transition decodes it again.
-local function job_state(jobs, state, payloads, id)
+-- A job is two entries under one id: its record in conveyor:{q}:jobs, "<header JSON>\n<payload>" (written once at
+-- enqueue; the header JSON holds no raw newline), and its state in conveyor:{q}:state (the only part transitions
+-- rewrite). Two older layouts may still be stored: the first (a JSON record holding everything, the payload as an
+-- escaped string, no state) and the second (header JSON without the newline, the payload raw in conveyor:{q}:payloads).
+
+-- The state of job id (KEYS of the caller: jobs and state hashes), or nil when there is no such job. A job of the
+-- first layout is rewritten here, once, as record and state; no later transition decodes it again.
+local function job_state(jobs, state, id)
   local s = redis.call('HGET', state, id)
   if s then
     return s
@@ -78,29 +81,36 @@ local function job_state(jobs, state, payloads, id)
     type = type(job.type) == 'string' and job.type or '',
     maxAttempts = tonumber(job.maxAttempts) or 1,
     enqueuedAt = tonumber(job.enqueuedAt) or 0,
-    payload = { ['in'] = 'payloads' },
   }
   if type(job.traceParent) == 'string' then
     header.traceParent = job.traceParent
   end
   s = format_state(tonumber(job.attempt) or 0, header.maxAttempts, tonumber(job.dueAt) or 0,
     type(job.lastError) == 'string' and job.lastError or '')
-  redis.call('HSET', payloads, id, type(job.payload) == 'string' and job.payload or 'null')
-  redis.call('HSET', jobs, id, cjson.encode(header))
+  redis.call('HSET', jobs, id, cjson.encode(header) .. '\n' .. (type(job.payload) == 'string' and job.payload or 'null'))
   redis.call('HSET', state, id, s)
   return s
+end
+
+-- The record of job id, stored by the second layout as header (no newline) and payload apart: joined once into the
+-- current layout's record, its payload entry deleted.
+local function joined_record(jobs, payloads, id, header)
+  local record = header .. '\n' .. (redis.call('HGET', payloads, id) or 'null')
+  redis.call('HSET', jobs, id, record)
+  redis.call('HDEL', payloads, id)
+  return record
 end
 
 
 -- Gives claimed jobs back counting the attempt (a consumer that died, a runtime gone offline, a claim that expired):
 -- each goes to the end of the ready list with err as its lastError, or to the dead set when that was its last
--- attempt. KEYS of the caller: jobs, state, payloads, ready and dead; the caller removes the claims.
+-- attempt. KEYS of the caller: jobs, state, ready and dead; the caller removes the claims.
 -- Returns: how many were requeued, how many died.
-local function give_back(jobs, state, payloads, ready, dead, channel, ids, err, now)
+local function give_back(jobs, state, ready, dead, channel, ids, err, now)
   local states = gathered('HMGET', state, ids)
   local updates, requeued, died = {}, {}, {}
   for n, id in ipairs(ids) do
-    local s = states[n] or job_state(jobs, state, payloads, id)
+    local s = states[n] or job_state(jobs, state, id)
     if s then
       local attempt, max = parse_state(s)
       attempt = attempt + 1

@@ -1,9 +1,8 @@
 -- Acknowledges finished jobs: they leave Redis for good.
 -- KEYS[1]: conveyor:{q}:inflight:<cid>  zset  id -> claim token
--- KEYS[2]: conveyor:{q}:jobs            hash  id -> header JSON
+-- KEYS[2]: conveyor:{q}:jobs            hash  id -> record (claim.lua left every claimed job in the current layout)
 -- KEYS[3]: conveyor:{q}:state           hash  id -> state
--- KEYS[4]: conveyor:{q}:payloads        hash  id -> payload
--- KEYS[5]: (runtimes) conveyor:{q}:leases:<cid>  zset  id -> lease deadline: the acked jobs' leases end too
+-- KEYS[4]: (runtimes) conveyor:{q}:leases:<cid>  zset  id -> lease deadline: the acked jobs' leases end too
 -- ARGV[1..]: pairs of (job id, claim token)
 -- Returns: per pair 1 = acked, 0 = this consumer no longer holds that claim (nothing changed)
 local ids, held = held_claims(KEYS[1], 1, 2)
@@ -19,8 +18,7 @@ end
 chunked('ZREM', KEYS[1], done)
 chunked('HDEL', KEYS[2], done)
 chunked('HDEL', KEYS[3], done)
-chunked('HDEL', KEYS[4], done)
-if KEYS[5] then
-  chunked('ZREM', KEYS[5], done)
+if KEYS[4] then
+  chunked('ZREM', KEYS[4], done)
 end
 return result

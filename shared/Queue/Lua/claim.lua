@@ -4,9 +4,9 @@
 -- KEYS[1]: conveyor:{q}:consumers       zset  consumer id -> last heartbeat (ms; 0 = taken for dead; +inf = a runtime)
 -- KEYS[2]: conveyor:{q}:ready           list  ids ready to run
 -- KEYS[3]: conveyor:{q}:inflight:<cid>  zset  id -> claim token of this consumer
--- KEYS[4]: conveyor:{q}:jobs            hash  id -> header JSON
+-- KEYS[4]: conveyor:{q}:jobs            hash  id -> record "<header JSON>\n<payload>" (_lib.lua)
 -- KEYS[5]: conveyor:{q}:state           hash  id -> "attempt|maxAttempts|dueAt|lastError"
--- KEYS[6]: conveyor:{q}:payloads        hash  id -> payload (raw JSON)
+-- KEYS[6]: conveyor:{q}:payloads        hash  id -> payload of a job stored by the second layout (joined here, once)
 -- KEYS[7]: conveyor:{q}:seq             string, claim token counter (tokens only grow, even across a queue's drop)
 -- KEYS[8]: (runtimes) conveyor:{q}:leases:<cid>  zset  id -> lease deadline (ms)
 -- KEYS[9]: (runtimes) conveyor:{q}:expiring      zset  runtime consumer id -> its earliest lease deadline, or earlier
@@ -16,11 +16,11 @@
 -- ARGV[1]: consumer id
 -- ARGV[2]: how many jobs to claim at most
 -- ARGV[3]: consumer timeout (ms): a consumer whose heartbeat is older may be recovered at any moment
--- ARGV[4]: payload bytes per claim: jobs past it stay at the head of the ready list (one job is always claimed)
--- ARGV[5]: the largest payload a job may have (bytes): payloads are read in calls that cannot pass ARGV[4] by much
+-- ARGV[4]: record bytes per claim: jobs past it stay at the head of the ready list (one job is always claimed)
+-- ARGV[5]: the largest payload a job may have (bytes): records are read in calls that cannot pass ARGV[4] by much
 -- ARGV[6]: (runtimes) lease (ms): the claims expire this long from now unless extended
 -- Returns: { -1 } when the processor is unknown, taken for dead or past the timeout (nothing claimed),
---          else { now ms, claim token, then per job: id, header, state, payload }
+--          else { now ms, claim token, then per job: id, record, state }
 local now = now_ms()
 local lease = tonumber(ARGV[6])
 if not lease then
@@ -43,13 +43,13 @@ if token == 1 then
   redis.call('SET', KEYS[7], token)
 end
 
--- Payloads first, a few calls per batch: as many per call as fit the budget at the largest size, so a call never
+-- Records first, a few calls per batch: as many per call as fit the budget at the largest size, so a call never
 -- reads far past it. The jobs past the budget go back to the head of the ready list, in their order.
 local limit = tonumber(ARGV[4])
 local step = math.min(1000, math.max(1, math.floor(limit / tonumber(ARGV[5]))))
-local payloads, bytes, kept = {}, 0, #ids
+local records, bytes, kept = {}, 0, #ids
 for i = 1, #ids, step do
-  local got = redis.call('HMGET', KEYS[6], unpack(ids, i, math.min(i + step - 1, #ids)))
+  local got = redis.call('HMGET', KEYS[4], unpack(ids, i, math.min(i + step - 1, #ids)))
   for k = 1, #got do
     local n = i + k - 1
     bytes = bytes + (got[k] and #got[k] or 0)
@@ -57,7 +57,7 @@ for i = 1, #ids, step do
       kept = n - 1
       break
     end
-    payloads[n] = got[k]
+    records[n] = got[k]
   end
   if kept < #ids then
     local rest = {}
@@ -67,20 +67,22 @@ for i = 1, #ids, step do
   end
 end
 
-local headers = gathered('HMGET', KEYS[4], ids, 1, kept)
 local states = gathered('HMGET', KEYS[5], ids, 1, kept)
+-- Jobs of the second layout exist only while their payloads hash does.
+local second = redis.call('EXISTS', KEYS[6]) == 1
 local result = { now, token }
 local members, leases = {}, {}
 for n = 1, kept do
-  local id, header, s, payload = ids[n], headers[n], states[n], payloads[n]
-  if header and not s then
-    -- A job of the first layout: split it once, then read its parts.
-    s = job_state(KEYS[4], KEYS[5], KEYS[6], id)
-    header = redis.call('HGET', KEYS[4], id)
-    payload = redis.call('HGET', KEYS[6], id)
+  local id, record, s = ids[n], records[n], states[n]
+  if record and not s then
+    -- A job of the first layout: rewritten once, then read.
+    s = job_state(KEYS[4], KEYS[5], id)
+    record = redis.call('HGET', KEYS[4], id)
+  elseif record and second and not string.find(record, '\n', 1, true) then
+    record = joined_record(KEYS[4], KEYS[6], id, record)
   end
   -- An id without a record cannot run; dropping it is the only safe move.
-  if header then
+  if record then
     members[#members + 1] = token
     members[#members + 1] = id
     if lease then
@@ -88,9 +90,8 @@ for n = 1, kept do
       leases[#leases + 1] = id
     end
     result[#result + 1] = id
-    result[#result + 1] = header
+    result[#result + 1] = record
     result[#result + 1] = s
-    result[#result + 1] = payload
   end
 end
 chunked('ZADD', KEYS[3], members)

@@ -1,20 +1,20 @@
 -- Adds a batch of jobs to a queue. A job whose id already exists is left untouched (idempotent).
--- KEYS[1]: conveyor:{q}:jobs        hash  id -> header JSON (type, maxAttempts, traceParent, enqueuedAt), written once
+-- KEYS[1]: conveyor:{q}:jobs        hash  id -> record: header JSON (type, maxAttempts, traceParent, enqueuedAt), a
+--                                         newline, the payload (raw JSON); written once
 -- KEYS[2]: conveyor:{q}:state       hash  id -> "attempt|maxAttempts|dueAt|lastError"
--- KEYS[3]: conveyor:{q}:payloads    hash  id -> payload (raw JSON)
--- KEYS[4]: conveyor:{q}:ready       list  ids ready to run
--- KEYS[5]: conveyor:{q}:scheduled   zset  id -> due time (ms)
--- KEYS[6]: conveyor:{q}:registered  string, present while the queue is listed in conveyor:queues
--- KEYS[7]: conveyor:{q}:idle        string, since when (ms) the custodian has seen the queue empty
+-- KEYS[3]: conveyor:{q}:ready       list  ids ready to run
+-- KEYS[4]: conveyor:{q}:scheduled   zset  id -> due time (ms)
+-- KEYS[5]: conveyor:{q}:registered  string, present while the queue is listed in conveyor:queues
+-- KEYS[6]: conveyor:{q}:idle        string, since when (ms) the custodian has seen the queue empty
 -- ARGV[1]: wake-up channel, published to when a job became ready
 -- ARGV[2..]: groups of (job id, header JSON without its closing brace, payload, maxAttempts, due)
 --            due is "" for now, "+<ms>" for a delay, "@<ms>" for an absolute Unix time in ms
 -- Returns: { -1 } when the queue is not registered (nothing written: register it, then call again),
 --          else { now ms, then per job 1 = ready, 2 = scheduled, 0 = duplicate (nothing written) }
-if redis.call('EXISTS', KEYS[6]) == 0 then
+if redis.call('EXISTS', KEYS[5]) == 0 then
   return { -1 }
 end
-redis.call('DEL', KEYS[7])
+redis.call('DEL', KEYS[6])
 local now = now_ms()
 local ids = {}
 for i = 2, #ARGV, 5 do
@@ -23,7 +23,7 @@ end
 -- One read for the batch: which ids are taken (an id twice in the batch is taken by its first job).
 local existing = gathered('HMGET', KEYS[1], ids)
 local result = { now }
-local taken, headers, states, payloads, ready, scheduled = {}, {}, {}, {}, {}, {}
+local taken, records, states, ready, scheduled = {}, {}, {}, {}, {}
 for n, id in ipairs(ids) do
   local i = 5 * n - 3
   local due = ARGV[i + 4]
@@ -37,12 +37,10 @@ for n, id in ipairs(ids) do
     result[n + 1] = 0
   else
     taken[id] = true
-    headers[#headers + 1] = id
-    headers[#headers + 1] = ARGV[i + 1] .. ',"enqueuedAt":' .. now .. '}'
+    records[#records + 1] = id
+    records[#records + 1] = ARGV[i + 1] .. ',"enqueuedAt":' .. now .. '}\n' .. ARGV[i + 2]
     states[#states + 1] = id
     states[#states + 1] = format_state(0, ARGV[i + 3], at, '')
-    payloads[#payloads + 1] = id
-    payloads[#payloads + 1] = ARGV[i + 2]
     if at > now then
       scheduled[#scheduled + 1] = at
       scheduled[#scheduled + 1] = id
@@ -53,12 +51,11 @@ for n, id in ipairs(ids) do
     end
   end
 end
-chunked('HSET', KEYS[1], headers)
+chunked('HSET', KEYS[1], records)
 chunked('HSET', KEYS[2], states)
-chunked('HSET', KEYS[3], payloads)
-chunked('ZADD', KEYS[5], scheduled)
+chunked('ZADD', KEYS[4], scheduled)
 if #ready > 0 then
-  chunked('RPUSH', KEYS[4], ready)
+  chunked('RPUSH', KEYS[3], ready)
   redis.call('PUBLISH', ARGV[1], #ready)
 end
 return result

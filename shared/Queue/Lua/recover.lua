@@ -3,11 +3,10 @@
 -- KEYS[1]: conveyor:{q}:consumers       zset  consumer id -> last heartbeat (ms; 0 = taken for dead)
 -- KEYS[2]: conveyor:{q}:inflight:<cid>  zset  id -> claim token
 -- KEYS[3]: conveyor:{q}:ready           list  ids ready to run
--- KEYS[4]: conveyor:{q}:jobs            hash  id -> header JSON
+-- KEYS[4]: conveyor:{q}:jobs            hash  id -> record
 -- KEYS[5]: conveyor:{q}:state           hash  id -> "attempt|maxAttempts|dueAt|lastError"
--- KEYS[6]: conveyor:{q}:payloads        hash  id -> payload
--- KEYS[7]: conveyor:{q}:dead            zset  id -> died at (ms)
--- KEYS[8]: conveyor:{q}:watch           string "<last visit ms>|<watching since ms>" (watch.lua)
+-- KEYS[6]: conveyor:{q}:dead            zset  id -> died at (ms)
+-- KEYS[7]: conveyor:{q}:watch           string "<last visit ms>|<watching since ms>" (watch.lua)
 -- ARGV[1]: wake-up channel
 -- ARGV[2]: consumer id
 -- ARGV[3]: consumer timeout (ms): the consumer is dead when its heartbeat, and the time the custodian started
@@ -16,7 +15,7 @@
 -- Returns: { requeued, killed, claims left } or { -1 } when the consumer is alive (nothing changed)
 local now = now_ms()
 local beat = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[2]))
-local since = tonumber(string.match(redis.call('GET', KEYS[8]) or '', '|(%d+)$')) or now
+local since = tonumber(string.match(redis.call('GET', KEYS[7]) or '', '|(%d+)$')) or now
 if beat and beat ~= 0 and math.max(beat, since) > now - tonumber(ARGV[3]) then
   return { -1 }
 end
@@ -27,7 +26,7 @@ if beat and beat ~= 0 then
 end
 local ids = redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[4]) - 1)
 local err = 'consumer ' .. ARGV[2] .. ' stopped heartbeating while it held this job'
-local requeued, killed = give_back(KEYS[4], KEYS[5], KEYS[6], KEYS[3], KEYS[7], ARGV[1], ids, err, now)
+local requeued, killed = give_back(KEYS[4], KEYS[5], KEYS[3], KEYS[6], ARGV[1], ids, err, now)
 chunked('ZREM', KEYS[2], ids)
 local left = redis.call('ZCARD', KEYS[2])
 if left == 0 then

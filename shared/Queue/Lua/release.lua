@@ -6,10 +6,9 @@
 -- KEYS[3]: conveyor:{q}:leases:<cid>    zset  id -> lease deadline (ms)
 -- KEYS[4]: conveyor:{q}:expiring        zset  runtime consumer id -> its earliest lease deadline, or earlier
 -- KEYS[5]: conveyor:{q}:ready           list  ids ready to run
--- KEYS[6]: conveyor:{q}:jobs            hash  id -> header JSON
+-- KEYS[6]: conveyor:{q}:jobs            hash  id -> record
 -- KEYS[7]: conveyor:{q}:state           hash  id -> "attempt|maxAttempts|dueAt|lastError"
--- KEYS[8]: conveyor:{q}:payloads        hash  id -> payload
--- KEYS[9]: conveyor:{q}:dead            zset  id -> died at (ms)
+-- KEYS[8]: conveyor:{q}:dead            zset  id -> died at (ms)
 -- ARGV[1]: wake-up channel
 -- ARGV[2]: runtime consumer id
 -- ARGV[3]: fence: give back every claim with a token up to this one (from watch_runtimes.lua, read before the runtime
@@ -35,7 +34,7 @@ else
   -- A lease without a claim cannot happen (every script that ends a claim ends its lease); drop any all the same.
   chunked('ZREM', KEYS[3], expired)
 end
-local requeued, killed = give_back(KEYS[6], KEYS[7], KEYS[8], KEYS[5], KEYS[9], ARGV[1], ids, ARGV[5], now)
+local requeued, killed = give_back(KEYS[6], KEYS[7], KEYS[5], KEYS[8], ARGV[1], ids, ARGV[5], now)
 chunked('ZREM', KEYS[2], ids)
 chunked('ZREM', KEYS[3], ids)
 -- Keep the index exact for this runtime: its earliest deadline now, or out with it when it holds nothing.

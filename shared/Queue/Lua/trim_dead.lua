@@ -1,8 +1,8 @@
 -- Keeps the dead set bounded: drops jobs older than the age limit, then the oldest beyond the count.
 -- KEYS[1]: conveyor:{q}:dead      zset  id -> died at (ms)
--- KEYS[2]: conveyor:{q}:jobs      hash  id -> header JSON
+-- KEYS[2]: conveyor:{q}:jobs      hash  id -> record (header and payload)
 -- KEYS[3]: conveyor:{q}:state     hash  id -> state
--- KEYS[4]: conveyor:{q}:payloads  hash  id -> payload
+-- KEYS[4]: conveyor:{q}:payloads  hash  id -> payload of a job stored by the second layout
 -- ARGV[1]: most dead jobs to keep
 -- ARGV[2]: oldest age to keep (ms)
 -- ARGV[3]: how many jobs to drop at most in this call
@@ -17,8 +17,9 @@ if excess > 0 and #ids < limit then
 end
 local more = #ids == limit and 1 or 0
 local bytes = 0
+local second = redis.call('EXISTS', KEYS[4]) == 1
 for n, id in ipairs(ids) do
-  bytes = bytes + redis.call('HSTRLEN', KEYS[4], id)
+  bytes = bytes + redis.call('HSTRLEN', KEYS[2], id) + (second and redis.call('HSTRLEN', KEYS[4], id) or 0)
   if n > 1 and bytes > tonumber(ARGV[4]) then
     for i = #ids, n, -1 do ids[i] = nil end
     more = 1
@@ -28,5 +29,7 @@ end
 chunked('ZREM', KEYS[1], ids)
 chunked('HDEL', KEYS[2], ids)
 chunked('HDEL', KEYS[3], ids)
-chunked('HDEL', KEYS[4], ids)
+if second then
+  chunked('HDEL', KEYS[4], ids)
+end
 return { #ids, more }

@@ -30,7 +30,7 @@ internal sealed class FakeConsumer(IDatabase db, string queue)
             return null;
         }
         var claims = new List<(string, long)>();
-        for (var i = 2; i < reply.Length; i += 4)
+        for (var i = 2; i < reply.Length; i += 3)
         {
             claims.Add(((string)reply[i]!, (long)reply[1]));
         }
@@ -62,7 +62,7 @@ internal sealed class FakeConsumer(IDatabase db, string queue)
     public async Task<long[]> AckAsync(params (string Id, long Token)[] claims)
     {
         var args = claims.SelectMany(c => new RedisValue[] { c.Id, c.Token }).ToArray();
-        var reply = (RedisResult[])(await LuaScripts.Ack.RunAsync(db, [_keys.Inflight(Id), _keys.Jobs, _keys.State, _keys.Payloads], args))!;
+        var reply = (RedisResult[])(await LuaScripts.Ack.RunAsync(db, [_keys.Inflight(Id), _keys.Jobs, _keys.State], args))!;
         return [.. reply.Select(r => (long)r)];
     }
 

@@ -8,8 +8,9 @@ using StackExchange.Redis;
 namespace Conveyor.Tests.Queue;
 
 /// <summary>
-/// The record layout: header, state and payload apart, so no transition touches payload bytes; and jobs stored by the
-/// first layout (one JSON record with the payload escaped inside) still run, retry, die and are reported.
+/// The record layout: a record written once (header, newline, raw payload) and a small state apart, so no transition
+/// touches payload bytes; and jobs stored by the two earlier layouts (1: one JSON record with the payload escaped inside;
+/// 2: header, state and payload in three hashes) still run, retry, die and are reported.
 /// </summary>
 public sealed class RecordLayoutTests
 {
@@ -22,16 +23,23 @@ public sealed class RecordLayoutTests
     });
 
     [Fact]
-    public async Task Retry_kill_and_recovery_leave_the_payload_and_header_bytes_as_they_were()
+    public async Task Retry_kill_and_recovery_leave_the_record_bytes_as_they_were()
     {
         await using var host = await EngineHost.StartAsync();
         var queue = TestRedis.UniqueQueue();
         var keys = new QueueKeys(queue);
         var ids = (await host.Producer.EnqueueBatchAsync(queue, [.. Enumerable.Range(0, 3).Select(_ => new JobRequest("probe", Awkward) { MaxAttempts = 5 })]))
             .Select(r => r.Id).ToArray();
-        var headers = await host.Db.HashGetAsync(keys.Jobs, [.. ids.Select(i => (RedisValue)i)]);
-        // Stored raw, not as a JSON string inside another JSON document.
-        Assert.All(await host.Db.HashGetAsync(keys.Payloads, [.. ids.Select(i => (RedisValue)i)]), payload => Assert.Equal(Awkward, (string?)payload));
+        var records = await host.Db.HashGetAsync(keys.Jobs, [.. ids.Select(i => (RedisValue)i)]);
+        // The payload stored raw after the header, not as a JSON string inside another JSON document.
+        Assert.All(records, record =>
+        {
+            var text = (string)record!;
+            var newline = text.IndexOf('\n', StringComparison.Ordinal);
+            Assert.Equal("probe", JsonDocument.Parse(text[..newline]).RootElement.GetProperty("type").GetString());
+            Assert.Equal(Awkward, text[(newline + 1)..]);
+        });
+        Assert.False(await host.Db.KeyExistsAsync(keys.Payloads));
 
         var consumer = new FakeConsumer(host.Db, queue);
         await consumer.RegisterAsync();
@@ -41,10 +49,9 @@ public sealed class RecordLayoutTests
         await consumer.BackdateHeartbeatAsync(TimeSpan.FromMinutes(5));
         Assert.Equal(1, (await host.Custodian.RunOnceAsync(CancellationToken.None)).DeadConsumers);
 
-        Assert.Equal(headers, await host.Db.HashGetAsync(keys.Jobs, [.. ids.Select(i => (RedisValue)i)]));
+        Assert.Equal(records, await host.Db.HashGetAsync(keys.Jobs, [.. ids.Select(i => (RedisValue)i)]));
         foreach (var id in ids)
         {
-            Assert.Equal(Awkward, (string?)await host.Db.HashGetAsync(keys.Payloads, id));
             Assert.Equal(Awkward, (await host.Admin.GetJobAsync(queue, id))!.Payload);
         }
         Assert.Equal("late", (await host.Admin.GetJobAsync(queue, ids[0]))!.LastError);
@@ -52,32 +59,47 @@ public sealed class RecordLayoutTests
         Assert.Contains(consumer.Id, (await host.Admin.GetJobAsync(queue, ids[2]))!.LastError, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task A_job_of_the_first_layout_runs_with_its_payload_and_is_then_stored_in_the_new_one()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task A_job_of_an_earlier_layout_runs_with_its_payload_and_is_then_stored_in_the_current_one(int layout)
     {
         await using var host = await EngineHost.StartAsync();
         var queue = TestRedis.UniqueQueue();
-        var id = await StoreFirstLayoutJobAsync(host, queue, Awkward, attempt: 2, maxAttempts: 5, lastError: "earlier failure");
+        var keys = new QueueKeys(queue);
+        var id = await StoreEarlierLayoutJobAsync(host, queue, layout, Awkward, attempt: 2, maxAttempts: 5, lastError: "earlier failure");
 
         var before = (await host.Admin.GetJobAsync(queue, id))!;
         Assert.Equal((JobState.Ready, Awkward, 2, 5, "earlier failure"), (before.State, before.Payload, before.Attempts, before.MaxAttempts, before.LastError));
+
+        // A claim rewrites it in the current layout, once: record and state, no payload entry.
+        var consumer = new FakeConsumer(host.Db, queue);
+        await consumer.RegisterAsync();
+        var claim = Assert.Single(await consumer.ClaimAsync(1));
+        Assert.EndsWith("\n" + Awkward, (string)(await host.Db.HashGetAsync(keys.Jobs, id))!, StringComparison.Ordinal);
+        Assert.False(await host.Db.KeyExistsAsync(keys.Payloads));
+        // Handed back unstarted (no attempt counted), it then runs from its rewritten record.
+        Assert.Equal(1, (long)await LuaScripts.ReturnUnstarted.RunAsync(
+            host.Db, [keys.Inflight(consumer.Id), keys.Ready], [keys.Signal.ToString(), claim.Id, claim.Token]));
 
         await using var session = RunningSession.Start(host, queue);
         await Wait.UntilAsync(() => host.Probe.RunsOf(id) == 1, "the job runs");
         var run = host.Probe.Runs.Single(r => r.Id == id);
         Assert.Equal((Awkward, 3, 5), (run.Payload, run.Attempt, run.MaxAttempts));
         await Wait.UntilAsync(async () => await host.Admin.GetJobAsync(queue, id) is null, "it is acked");
-        Assert.False(await host.Db.HashExistsAsync($"conveyor:{{{queue}}}:payloads", id));
+        Assert.False(await host.Db.HashExistsAsync(keys.State, id));
     }
 
-    [Fact]
-    public async Task A_job_of_the_first_layout_is_retried_killed_reported_and_requeued()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task A_job_of_an_earlier_layout_is_retried_killed_reported_and_requeued(int layout)
     {
         await using var host = await EngineHost.StartAsync();
         var fail = true;
         host.Probe.Behavior = (_, _) => Volatile.Read(ref fail) ? throw new InvalidOperationException("still failing") : Task.CompletedTask;
         var queue = TestRedis.UniqueQueue();
-        var id = await StoreFirstLayoutJobAsync(host, queue, Awkward, attempt: 0, maxAttempts: 2, lastError: null);
+        var id = await StoreEarlierLayoutJobAsync(host, queue, layout, Awkward, attempt: 0, maxAttempts: 2, lastError: null);
 
         await using (var session = RunningSession.Start(host, queue))
         {
@@ -100,20 +122,22 @@ public sealed class RecordLayoutTests
         Assert.Equal([Awkward, Awkward, Awkward], host.Probe.Runs.Select(r => r.Payload));
     }
 
-    [Fact]
-    public async Task Jobs_of_the_first_layout_held_by_a_dead_consumer_or_dead_are_recovered_and_requeued()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task Jobs_of_an_earlier_layout_held_by_a_dead_consumer_or_dead_are_recovered_requeued_and_deleted(int layout)
     {
         await using var host = await EngineHost.StartAsync();
         var queue = TestRedis.UniqueQueue();
         var keys = new QueueKeys(queue);
-        var held = await StoreFirstLayoutJobAsync(host, queue, "{\"held\":true}", attempt: 0, maxAttempts: 3, lastError: null);
+        var held = await StoreEarlierLayoutJobAsync(host, queue, layout, "{\"held\":true}", attempt: 0, maxAttempts: 3, lastError: null);
         // Claimed under the first layout by a consumer that then died: the id sits in its inflight set, nothing else changed.
         var crashed = new FakeConsumer(host.Db, queue);
         await crashed.RegisterAsync();
         await host.Db.ListRemoveAsync(keys.Ready, held);
         await host.Db.SortedSetAddAsync(keys.Inflight(crashed.Id), held, 1);
         await crashed.BackdateHeartbeatAsync(TimeSpan.FromMinutes(5));
-        var dead = await StoreFirstLayoutJobAsync(host, queue, "[1,2]", attempt: 3, maxAttempts: 3, lastError: "died under the first layout");
+        var dead = await StoreEarlierLayoutJobAsync(host, queue, layout, "[1,2]", attempt: 3, maxAttempts: 3, lastError: "died under the first layout");
         await host.Db.ListRemoveAsync(keys.Ready, dead);
         await host.Db.SortedSetAddAsync(keys.Dead, dead, (await FailureTests.ServerNowAsync(host)).ToUnixTimeMilliseconds() - 1000);
 
@@ -125,13 +149,27 @@ public sealed class RecordLayoutTests
         Assert.True(await host.Admin.RequeueDeadAsync(queue, dead));
         var requeued = (await host.Admin.GetJobAsync(queue, dead))!;
         Assert.Equal((JobState.Ready, "[1,2]", 0, "died under the first layout"), (requeued.State, requeued.Payload, requeued.Attempts, requeued.LastError));
+
+        // Deleting a dead job of an earlier layout deletes its payload too.
+        var doomed = await StoreEarlierLayoutJobAsync(host, queue, layout, "\"doomed\"", attempt: 3, maxAttempts: 3, lastError: "dead");
+        await host.Db.ListRemoveAsync(keys.Ready, doomed);
+        await host.Db.SortedSetAddAsync(keys.Dead, doomed, 1);
+        Assert.Equal("\"doomed\"", (await host.Admin.GetJobAsync(queue, doomed))!.Payload);
+        Assert.True(await host.Admin.DeleteDeadAsync(queue, doomed));
+        Assert.Null(await host.Admin.GetJobAsync(queue, doomed));
+        Assert.False(await host.Db.HashExistsAsync(keys.Payloads, doomed));
     }
 
     [Fact]
-    public void A_process_of_the_first_layout_refuses_a_new_header_instead_of_running_it_without_its_payload()
+    public async Task A_process_of_an_earlier_layout_refuses_a_current_record_instead_of_running_it_without_its_payload()
     {
-        var header = JobRecord.OpenHeader("probe", 3, null) + ",\"enqueuedAt\":1}";
-        Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<FirstLayoutRecord>(header));
+        await using var host = await EngineHost.StartAsync();
+        var queue = TestRedis.UniqueQueue();
+        var id = (await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "{\"a\":1}"))).Id;
+        var record = (string)(await host.Db.HashGetAsync(new QueueKeys(queue).Jobs, id))!;
+        // Both earlier processes parse the record as one JSON document: the payload after the header is trailing data.
+        Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<FirstLayoutRecord>(record));
+        Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<SecondLayoutHeader>(record));
     }
 
     /// <summary>The first layout's record type, as processes before the split parsed it (payload a string).</summary>
@@ -141,11 +179,32 @@ public sealed class RecordLayoutTests
         [System.Text.Json.Serialization.JsonPropertyName("payload")] public string Payload { get; set; } = "null";
     }
 
-    /// <summary>Writes a ready job exactly as the first layout stored it: one JSON record, the payload an escaped string.</summary>
-    private static async Task<string> StoreFirstLayoutJobAsync(EngineHost host, string queue, string payload, int attempt, int maxAttempts, string? lastError)
+    /// <summary>The second layout's header, as processes of that layout parsed it (the payload elsewhere).</summary>
+    private sealed class SecondLayoutHeader
+    {
+        [System.Text.Json.Serialization.JsonPropertyName("type")] public string Type { get; set; } = "";
+        [System.Text.Json.Serialization.JsonPropertyName("enqueuedAt")] public long EnqueuedAt { get; set; }
+    }
+
+    /// <summary>
+    /// Writes a ready job exactly as an earlier layout stored it: 1, one JSON record, the payload an escaped string;
+    /// 2, a header JSON marking the payload as elsewhere, the state, and the raw payload in the payloads hash.
+    /// </summary>
+    private static async Task<string> StoreEarlierLayoutJobAsync(
+        EngineHost host, string queue, int layout, string payload, int attempt, int maxAttempts, string? lastError)
     {
         var keys = new QueueKeys(queue);
         var id = Guid.CreateVersion7().ToString();
+        if (layout == 2)
+        {
+            var header = $"{{\"type\":\"probe\",\"maxAttempts\":{maxAttempts},\"payload\":{{\"in\":\"payloads\"}},\"enqueuedAt\":1700000000000}}";
+            await host.Db.HashSetAsync(keys.Jobs, id, header);
+            await host.Db.HashSetAsync(keys.State, id, $"{attempt}|{maxAttempts}|1700000000000|{lastError}");
+            await host.Db.HashSetAsync(keys.Payloads, id, payload);
+            await host.Db.ListRightPushAsync(keys.Ready, id);
+            await host.Db.SetAddAsync(QueueKeys.Queues, queue);
+            return id;
+        }
         var buffer = new ArrayBufferWriter<byte>();
         using (var writer = new Utf8JsonWriter(buffer))
         {

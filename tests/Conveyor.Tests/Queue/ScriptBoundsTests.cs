@@ -26,7 +26,7 @@ public sealed class ScriptBoundsTests
             args.AddRange([$"job-{i}", JobRecord.OpenHeader("probe", 3, null), $"{i}", 3, ""]);
         }
         var enqueued = (RedisResult[])(await LuaScripts.Enqueue.RunAsync(
-            host.Db, [keys.Jobs, keys.State, keys.Payloads, keys.Ready, keys.Scheduled, keys.Registered, keys.Idle], [.. args]))!;
+            host.Db, [keys.Jobs, keys.State, keys.Ready, keys.Scheduled, keys.Registered, keys.Idle], [.. args]))!;
         Assert.Equal(Many, enqueued.Skip(1).Count(r => (long)r == 1));
 
         var consumer = new FakeConsumer(host.Db, queue);
@@ -45,7 +45,6 @@ public sealed class ScriptBoundsTests
         Assert.All(await consumer.AckAsync([.. claims]), acked => Assert.Equal(1, acked));
         Assert.Equal(0, await host.Db.HashLengthAsync(keys.Jobs));
         Assert.Equal(0, await host.Db.HashLengthAsync(keys.State));
-        Assert.Equal(0, await host.Db.HashLengthAsync(keys.Payloads));
     }
 
     [Fact]
@@ -61,7 +60,7 @@ public sealed class ScriptBoundsTests
         await crashed.BackdateHeartbeatAsync(TimeSpan.FromMinutes(5));
 
         var reply = (RedisResult[])(await LuaScripts.Recover.RunAsync(
-            host.Db, [keys.Consumers, keys.Inflight(crashed.Id), keys.Ready, keys.Jobs, keys.State, keys.Payloads, keys.Dead, keys.Watch],
+            host.Db, [keys.Consumers, keys.Inflight(crashed.Id), keys.Ready, keys.Jobs, keys.State, keys.Dead, keys.Watch],
             [keys.Signal.ToString(), crashed.Id, 30_000, Many]))!;
 
         Assert.Equal([Many, 0, 0], reply.Select(r => (long)r));
@@ -89,7 +88,7 @@ public sealed class ScriptBoundsTests
         Assert.All(await consumer.KillAsync([.. await consumer.ClaimAsync(Many)]), r => Assert.Equal(1, r));
         Assert.Equal(Many, await host.Db.SortedSetLengthAsync(keys.Dead));
         Assert.Equal(Many, (long)await LuaScripts.RequeueDead.RunAsync(
-            host.Db, [keys.Dead, keys.Jobs, keys.State, keys.Payloads, keys.Ready], [keys.Signal.ToString(), Many]));
+            host.Db, [keys.Dead, keys.Jobs, keys.State, keys.Ready], [keys.Signal.ToString(), Many]));
         Assert.Equal(Many, await host.Db.ListLengthAsync(keys.Ready));
 
         // kill again, then trim all of them at once
@@ -117,7 +116,7 @@ public sealed class ScriptBoundsTests
             [keys.Consumers, keys.Ready, keys.Inflight(runtime), keys.Jobs, keys.State, keys.Payloads, keys.Seq, keys.Leases(runtime), keys.Expiring, keys.Remote],
             [runtime, Many, 0, int.MaxValue, 256 * 1024, 60_000]))!;
         var token = (long)claimed[1];
-        Assert.Equal(Many, (claimed.Length - 2) / 4);
+        Assert.Equal(Many, (claimed.Length - 2) / 3);
         Assert.Equal(Many, await host.Db.SortedSetLengthAsync(keys.Leases(runtime)));
         Assert.Equal(double.PositiveInfinity, await host.Db.SortedSetScoreAsync(keys.Consumers, runtime));
         Assert.NotNull(await host.Db.SortedSetScoreAsync(keys.Expiring, runtime));
@@ -128,7 +127,7 @@ public sealed class ScriptBoundsTests
 
         var released = (RedisResult[])(await LuaScripts.Release.RunAsync(
             host.Db,
-            [keys.Consumers, keys.Inflight(runtime), keys.Leases(runtime), keys.Expiring, keys.Ready, keys.Jobs, keys.State, keys.Payloads, keys.Dead],
+            [keys.Consumers, keys.Inflight(runtime), keys.Leases(runtime), keys.Expiring, keys.Ready, keys.Jobs, keys.State, keys.Dead],
             [keys.Signal.ToString(), runtime, token, Many + 1, "runtime went offline"]))!;
         Assert.Equal([Many, 0, 0], released.Select(r => (long)r));
         Assert.Equal(ids.Order(), (await host.Db.ListRangeAsync(keys.Ready)).Select(v => v.ToString()).Order());
@@ -167,7 +166,7 @@ public sealed class ScriptBoundsTests
         // 250 kB per call: two 100 kB jobs fit, the third would not.
         var first = (RedisResult[])(await LuaScripts.TrimDead.RunAsync(host.Db, [keys.Dead, keys.Jobs, keys.State, keys.Payloads], [0, 86_400_000, 500, 250_000]))!;
         Assert.Equal([2, 1], first.Select(r => (long)r));
-        Assert.Equal(3, await host.Db.HashLengthAsync(keys.Payloads));
+        Assert.Equal(3, await host.Db.HashLengthAsync(keys.Jobs));
 
         // The custodian calls again while more is due: all gone in one pass.
         Assert.Equal(3, (await host.Custodian.RunOnceAsync(CancellationToken.None)).Trimmed);

@@ -172,7 +172,8 @@ public sealed class SessionFaultTests
         await PauseAsync(admin, TimeSpan.FromMilliseconds(1500));
         release.SetResult();
         await Wait.UntilAsync(() => host.Logs.Entries.Any(e => e.Message.Contains("could not record", StringComparison.Ordinal)), "an ack times out");
-        await Wait.UntilAsync(async () => await host.Db.HashLengthAsync($"conveyor:{{{queue}}}:jobs") == 0, "the acks land after the stall");
+        // Read on the admin connection (default timeout 5 s): the host's 500 ms one would time out while Redis is paused.
+        await Wait.UntilAsync(async () => await admin.GetDatabase().HashLengthAsync($"conveyor:{{{queue}}}:jobs") == 0, "the acks land after the stall");
 
         var result = await session.StopAsync();
         Assert.Equal(4, result.Acked);
@@ -248,7 +249,7 @@ public sealed class SessionFaultTests
         var consumer = (await host.Db.SortedSetRangeByRankAsync($"conveyor:{{{queue}}}:consumers")).Single();
         var keys = new QueueKeys(queue);
         var reply = (RedisResult[])(await LuaScripts.Recover.RunAsync(
-            host.Db, [keys.Consumers, keys.Inflight(consumer!), keys.Ready, keys.Jobs, keys.State, keys.Payloads, keys.Dead, keys.Watch],
+            host.Db, [keys.Consumers, keys.Inflight(consumer!), keys.Ready, keys.Jobs, keys.State, keys.Dead, keys.Watch],
             [keys.Signal.ToString(), consumer, -60_000, 5]))!;
         Assert.Equal(7, (long)reply[2]); // 5 of 12 recovered so far
         await Wait.UntilAsync(() => host.Logs.Entries.Any(e => e.Message.Contains("was taken for dead", StringComparison.Ordinal)), "its next beat finds it taken for dead");
