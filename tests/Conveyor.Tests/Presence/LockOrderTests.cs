@@ -104,6 +104,46 @@ public sealed class LockOrderTests(PresenceDatabase fixture) : IClassFixture<Pre
     }
 
     /// <summary>Runtimes online with a last_seen_at an hour old, stored in the order <paramref name="order"/> gives; their ids, ascending.</summary>
+    [Fact]
+    public async Task A_flush_writes_its_batches_in_id_order_whatever_order_the_beats_came_in()
+    {
+        await using var host = await PresenceHost.StartAsync(fixture.Database, new() { ["Conveyor:Presence:FlushBatchSize"] = "10" });
+        var ids = await InsertStaleOnlineAsync(host, 100, "random()");
+        // The highest id beat first: the frozen set, in beat-time order, starts with it.
+        var now = await RedisTime.NowMsAsync(host.Db);
+        await host.Db.SortedSetAddAsync(PresenceKeys.Beats, [.. ids.Select((id, i) => new SortedSetEntry(id.ToString(), now - i))]);
+
+        // One writer; after each batch is written, which rows has the flush brought up to date so far?
+        var fresh = new List<HashSet<Guid>>();
+        host.Flusher.Writers = 1;
+        host.Flusher.BeforeStep = async step =>
+        {
+            if (step == FlushStep.Settle)
+            {
+                fresh.Add([.. await FreshAsync(host)]);
+            }
+        };
+        await host.Flusher.RunOnceAsync(CancellationToken.None);
+
+        Assert.Equal(10, fresh.Count);
+        for (var batch = 0; batch < fresh.Count; batch++)
+        {
+            Assert.Equal(ids.Take(10 * (batch + 1)).ToHashSet(), fresh[batch]);
+        }
+    }
+
+    private static async Task<List<Guid>> FreshAsync(PresenceHost host)
+    {
+        var ids = new List<Guid>();
+        await using var command = host.Database.DataSource.CreateCommand("SELECT id FROM runtimes WHERE last_seen_at > now() - interval '1 minute'");
+        await using var reader = await command.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            ids.Add(reader.GetGuid(0));
+        }
+        return ids;
+    }
+
     private static async Task<Guid[]> InsertStaleOnlineAsync(PresenceHost host, int count, string order)
     {
         await host.Database.ExecuteAsync($"""
