@@ -171,7 +171,8 @@ public sealed class Processor(
         var db = await redis.GetDatabaseAsync();
         var known = (await db.SetMembersAsync(QueueKeys.Queues))
             .Select(m => QueueKeys.ParseRegistryMember(m!)).Where(m => !m.Dropping).Select(m => m.Queue)
-            .Except(named, StringComparer.Ordinal).Except(runtimeOptions.Value.Queues, StringComparer.Ordinal)
+            // Named queues are served already; queues configured for runtimes never are; the rest ask their mark.
+            .Where(q => Configured(settings, runtimeOptions.Value, q) is null)
             .Order(StringComparer.Ordinal).ToList();
         var remote = await Task.WhenAll(known.Select(q => db.KeyExistsAsync(new QueueKeys(q).Remote)));
         known = [.. known.Where((_, i) => !remote[i])];
