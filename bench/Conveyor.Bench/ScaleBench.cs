@@ -153,6 +153,7 @@ internal static class ScaleBench
             WakePostedSec = sender.FirstSentAt is { } posted ? Math.Round((posted - enqueueStart).TotalSeconds, 2) : null,
             FirstLaunchSec = fleet.FirstLaunch is { } launch ? Math.Round((launch - enqueueStart).TotalSeconds, 2) : null,
             ColdStartMs = fleet.ColdStartMs(),
+            ColdStartCpuMs = fleet.ColdStartCpuMs(),
             SessionDrain = fleet.SessionRates(enqueueStart),
         };
         await fleet.DisposeAsync();
@@ -255,6 +256,9 @@ internal static class ScaleBench
 
         /// <summary>Launch to first ack, step by step (see <see cref="Fleet.ColdStartMs"/>).</summary>
         public Dictionary<string, double>? ColdStartMs { get; init; }
+
+        /// <summary>CPU used by each cold-start mark (see <see cref="Fleet.ColdStartCpuMs"/>).</summary>
+        public Dictionary<string, double>? ColdStartCpuMs { get; init; }
 
         /// <summary>Sessions that claimed jobs, in the order they began claiming (see <see cref="Fleet.SessionRates"/>).</summary>
         public List<SessionFigures>? SessionDrain { get; init; }

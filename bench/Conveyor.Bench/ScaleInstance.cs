@@ -274,12 +274,28 @@ internal sealed class Fleet(ScaleSettings settings, string storage, string wakeQ
                 {
                     steps[i].Values.Add(spans[i].TotalMilliseconds);
                 }
-                if (instance.CpuMs is { } cpu)
+                if (instance.Cpu.TryGetValue("claim", out var cpu))
                 {
                     steps[^1].Values.Add(cpu);
                 }
             }
             return steps[0].Values.Count == 0 ? null : steps.Where(s => s.Values.Count > 0).ToDictionary(s => s.Name, s => Math.Round(s.Values.Average()));
+        }
+    }
+
+    /// <summary>
+    /// CPU time (ms) an instance's process had used by each mark (cumulative: main, host, redis, poll, registered, claim,
+    /// ack), averaged over the instances <see cref="ColdStartMs"/> counts: the cold start's cost whatever the machine's load.
+    /// </summary>
+    public Dictionary<string, double>? ColdStartCpuMs()
+    {
+        lock (_gate)
+        {
+            var counted = _instances.Where(i => i.Sessions.FirstOrDefault() is { Empty: false, FirstAck: not null }).ToList();
+            var names = new[] { "main", "host", "redis", "poll", "registered", "claim", "ack" };
+            var result = names.Select(n => (Name: n, Values: counted.Where(i => i.Cpu.ContainsKey(n)).Select(i => i.Cpu[n]).ToList()))
+                .Where(n => n.Values.Count > 0).ToDictionary(n => n.Name, n => Math.Round(n.Values.Average()));
+            return result.Count == 0 ? null : result;
         }
     }
 
@@ -455,9 +471,10 @@ internal sealed class Fleet(ScaleSettings settings, string storage, string wakeQ
                 _sessions.Add(instance.Current);
                 _firstSession.TrySetResult();
             }
-            else if (words is ["mark", var name, var stamp])
+            else if (words is ["mark", var name, var stamp, var cpuMs])
             {
                 var at = Stopwatch.GetElapsedTime(_origin, long.Parse(stamp, System.Globalization.CultureInfo.InvariantCulture));
+                instance.Cpu.TryAdd(name, double.Parse(cpuMs, System.Globalization.CultureInfo.InvariantCulture));
                 switch (name)
                 {
                     case "registered" when instance.Current is { } session:
@@ -473,10 +490,6 @@ internal sealed class Fleet(ScaleSettings settings, string storage, string wakeQ
                         instance.Marks.TryAdd(name, at);
                         break;
                 }
-            }
-            else if (words is ["cpu", var cpuMs])
-            {
-                instance.CpuMs = double.Parse(cpuMs, System.Globalization.CultureInfo.InvariantCulture);
             }
             else if (words is ["end", var empty, var claimed, var lastAck] && instance.Current is { } session)
             {
@@ -512,8 +525,8 @@ internal sealed class Fleet(ScaleSettings settings, string storage, string wakeQ
 
         public List<Session> Sessions { get; } = [];
 
-        /// <summary>CPU time (ms) the process had used at its first claim.</summary>
-        public double? CpuMs { get; set; }
+        /// <summary>CPU time (ms) the process had used at each mark (its first of each name).</summary>
+        public Dictionary<string, double> Cpu { get; } = new(StringComparer.Ordinal);
     }
 
     private sealed class Session(TimeSpan start)

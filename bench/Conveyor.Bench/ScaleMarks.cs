@@ -6,21 +6,22 @@ using Microsoft.Extensions.Logging;
 namespace Conveyor.Bench;
 
 /// <summary>
-/// The cold-start marks of one scale instance, printed as <c>mark NAME TIMESTAMP</c> (<see cref="Stopwatch.GetTimestamp"/>:
+/// The cold-start marks of one scale instance, printed as <c>mark NAME TIMESTAMP CPUMS</c> (<see cref="Stopwatch.GetTimestamp"/>:
 /// the monotonic clock, the same in every process on the machine, so the bench places them on its own clock):
 /// <c>main</c> (the instance's code starts), <c>host</c> (its services are built), then side by side <c>redis</c>
 /// (connected) and <c>poll</c> (the wake queue's first receive answered), and per session, after its <c>start</c> line: <c>registered</c> (the
 /// consumer's first beat recorded), <c>claim</c> (the first jobs claimed), <c>ack</c> (the first acks recorded). The
 /// session's last ack goes on its <c>end</c> line. Claims and acks are read from the engine's own meter
 /// (<c>conveyor.jobs.claimed</c>, <c>conveyor.jobs.acked</c>), registration from its log line: the engine is not changed
-/// to be measured. With the process's first claim it prints <c>cpu MS</c>: CPU time spent since the process started.
+/// to be measured. Each mark also carries the CPU time (ms) the process has used since it started: the cold start's cost,
+/// whatever the machine's load (<c>mark NAME TIMESTAMP CPUMS</c>).
 /// </summary>
 internal sealed class Marks : IDisposable
 {
     private static Marks? _current;
     private readonly MeterListener _listener = new();
     private long _claimed, _acked, _lastAck;
-    private int _registered, _cpuMarked;
+    private int _registered;
 
     public Marks()
     {
@@ -43,12 +44,6 @@ internal sealed class Marks : IDisposable
                 if (Interlocked.Exchange(ref _claimed, 1) == 0)
                 {
                     Mark("claim");
-                    if (Interlocked.Exchange(ref _cpuMarked, 1) == 0)
-                    {
-                        // CPU the process spent from its start to its first claim: the cold start's cost, whatever the load.
-                        using var process = Process.GetCurrentProcess();
-                        Console.Out.WriteLine($"cpu {(long)process.TotalProcessorTime.TotalMilliseconds}");
-                    }
                 }
                 return;
             }
@@ -64,7 +59,13 @@ internal sealed class Marks : IDisposable
     /// <summary>When the current session's last ack was recorded (0: none yet).</summary>
     public long LastAck => Volatile.Read(ref _lastAck);
 
-    public static void Mark(string name) => Console.Out.WriteLine($"mark {name} {Stopwatch.GetTimestamp()}");
+    /// <summary>Prints mark <paramref name="name"/>: now, and the CPU time (ms) the process has used so far.</summary>
+    public static void Mark(string name)
+    {
+        var now = Stopwatch.GetTimestamp();
+        using var process = Process.GetCurrentProcess();
+        Console.Out.WriteLine($"mark {name} {now} {(long)process.TotalProcessorTime.TotalMilliseconds}");
+    }
 
     /// <summary>A session starts: its first registration, claim and ack will be marked.</summary>
     public void SessionStarts()
