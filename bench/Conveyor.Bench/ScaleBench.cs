@@ -31,6 +31,13 @@ internal static class ScaleBench
     {
         var settings = new ScaleSettings(args);
         var load = LoadAverage();
+        var readyToRun = IsReadyToRun(typeof(Processor).Assembly.Location);
+        if (!readyToRun)
+        {
+            Console.Error.WriteLine(
+                "scale: instances run a JIT build of the engine; the deployed Functions app is ReadyToRun. For figures that start instances as Azure does: "
+                + "dotnet publish bench/Conveyor.Bench -c Release -o .dev/bench && .dev/bench/Conveyor.Bench scale ...");
+        }
         await using var azurite = await Azurite.FindOrStartAsync(args.String("azurite", ""));
         // Unmeasured: JIT in this process, the instance binaries in the page cache, Azurite's and Redis' first requests.
         var warmUp = settings.WarmUpJobs;
@@ -55,6 +62,7 @@ internal static class ScaleBench
             ["concurrency"] = settings.Concurrency,
             ["idleTimeoutSec"] = settings.IdleTimeout.TotalSeconds,
             ["worker"] = "engine processor host (bench scale-instance processes)",
+            ["instanceBuild"] = readyToRun ? "ReadyToRun" : "JIT",
             ["wakeMessages"] = widest.WakeMessages,
             ["instancesPeak"] = widest.InstancesPeak,
             ["drainSec"] = runs.ToDictionary(r => r.MaxInstances.ToString(CultureInfo.InvariantCulture), r => r.DrainSec),
@@ -96,6 +104,7 @@ internal static class ScaleBench
         var producer = provider.GetRequiredService<Producer>();
         var db = await provider.GetRequiredService<RedisConnection>().GetDatabaseAsync();
         var clock = Stopwatch.StartNew();
+        sender.Clock = clock;
         await using var fleet = new Fleet(settings, storage, wakeQueue.Name, queue, clock);
 
         using var stop = new CancellationTokenSource();
@@ -139,7 +148,14 @@ internal static class ScaleBench
             fleet.StartupMsAverage,
             await QueueLengthAsync(wakeQueue),
             sessionsLeft,
-            instancesLeft);
+            instancesLeft)
+        {
+            WakePostedSec = sender.FirstSentAt is { } posted ? Math.Round((posted - enqueueStart).TotalSeconds, 2) : null,
+            FirstLaunchSec = fleet.FirstLaunch is { } launch ? Math.Round((launch - enqueueStart).TotalSeconds, 2) : null,
+            ColdStartMs = fleet.ColdStartMs(),
+            ColdStartCpuMs = fleet.ColdStartCpuMs(),
+            SessionDrain = fleet.SessionRates(enqueueStart),
+        };
         await fleet.DisposeAsync();
         await wakeQueue.DeleteAsync();
         Console.Error.WriteLine($"scale:   {JsonSerializer.Serialize(figures, JsonSerializerOptions.Web)}");
@@ -198,6 +214,13 @@ internal static class ScaleBench
         }));
     }
 
+    /// <summary>Whether the assembly at <paramref name="path"/> holds ReadyToRun code (a managed native header), as <c>dotnet publish</c> makes it here.</summary>
+    private static bool IsReadyToRun(string path)
+    {
+        using var reader = new System.Reflection.PortableExecutable.PEReader(File.OpenRead(path));
+        return reader.PEHeaders.CorHeader?.ManagedNativeHeaderDirectory.Size > 0;
+    }
+
     private static double? LoadAverage()
     {
         try
@@ -223,7 +246,23 @@ internal static class ScaleBench
         double? InstanceStartMs,
         int WakeMessagesLeft,
         int SessionsRunningAfterWindow,
-        int InstancesRunningAfterWindow);
+        int InstancesRunningAfterWindow)
+    {
+        /// <summary>From the first enqueue to the first wake-up posted.</summary>
+        public double? WakePostedSec { get; init; }
+
+        /// <summary>From the first enqueue to the first instance launched (the scaler saw the wake-up).</summary>
+        public double? FirstLaunchSec { get; init; }
+
+        /// <summary>Launch to first ack, step by step (see <see cref="Fleet.ColdStartMs"/>).</summary>
+        public Dictionary<string, double>? ColdStartMs { get; init; }
+
+        /// <summary>CPU used by each cold-start mark (see <see cref="Fleet.ColdStartCpuMs"/>).</summary>
+        public Dictionary<string, double>? ColdStartCpuMs { get; init; }
+
+        /// <summary>Sessions that claimed jobs, in the order they began claiming (see <see cref="Fleet.SessionRates"/>).</summary>
+        public List<SessionFigures>? SessionDrain { get; init; }
+    }
 
     /// <summary>Posts wake-ups as the Functions app's StorageWakeSender does (one Base64 message per wake-up), and counts them.</summary>
     private sealed class CountingWakeSender(QueueClient queue) : IWakeSender
@@ -232,12 +271,20 @@ internal static class ScaleBench
 
         public int Count => Volatile.Read(ref _count);
 
+        public Stopwatch? Clock { get; set; }
+
+        /// <summary>When (on <see cref="Clock"/>) the first wake-up was posted.</summary>
+        public TimeSpan? FirstSentAt { get; private set; }
+
         public async Task SendAsync(string queueName, int count, CancellationToken cancellationToken)
         {
             for (var i = 0; i < count; i++)
             {
                 await queue.SendMessageAsync(queueName, cancellationToken);
-                Interlocked.Increment(ref _count);
+                if (Interlocked.Increment(ref _count) == 1)
+                {
+                    FirstSentAt = Clock?.Elapsed;
+                }
             }
         }
     }

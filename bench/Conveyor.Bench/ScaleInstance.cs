@@ -16,7 +16,8 @@ namespace Conveyor.Bench;
 /// maxDequeueCount 2) and runs each message as the Wake function does, <see cref="Processor.RunWokenSessionAsync"/>.
 /// With <c>--timer-only 1</c> it is the app before issue 11 instead: every 10 s tick, a full-length session unless one
 /// is still running. Handler <c>sleep</c> awaits <c>--handler-ms</c>. Tells the bench on stdout: <c>ready</c>,
-/// <c>start</c>, <c>end EMPTY CLAIMED</c> (EMPTY 1: a wake-up that found nothing ready). Stops when stdin closes.
+/// <c>start</c>, <c>end EMPTY CLAIMED LASTACK</c> (EMPTY 1: a wake-up that found nothing ready), and the cold-start marks
+/// of <see cref="Marks"/> (<c>mark NAME TIMESTAMP</c>). Stops when stdin closes.
 /// </summary>
 internal static class ScaleInstance
 {
@@ -30,6 +31,7 @@ internal static class ScaleInstance
 
     public static async Task<int> RunAsync(BenchArgs args)
     {
+        Marks.Mark("main");
         var settings = new ScaleSettings(args);
         var queue = args.String("queue", "");
         using var stop = new CancellationTokenSource();
@@ -42,26 +44,39 @@ internal static class ScaleInstance
             .AddLogging(logging => logging.AddConsole(c => c.LogToStandardErrorThreshold = LogLevel.Trace).SetMinimumLevel(LogLevel.Warning))
             .AddSingleton(new SleepHandler.Options(TimeSpan.FromMilliseconds(settings.HandlerMs)));
         services.AddConveyor(settings.Configuration(queue)).AddJobHandler<SleepHandler>(JobType);
+        services.AddLogging(logging => logging.AddProvider(new Marks.SessionLog()).AddFilter<Marks.SessionLog>(typeof(Processor).FullName, LogLevel.Information));
         await using var provider = services.BuildServiceProvider();
         var processor = provider.GetRequiredService<Processor>();
-        await provider.GetRequiredService<RedisConnection>().GetDatabaseAsync();
+        Marks.Mark("host");
+        using var marks = new Marks();
+        // Connecting to Redis runs beside the listener's first poll, as in the Functions app, whose StartupChecks (a hosted
+        // service, run as a task of its own) connect when the worker starts while the host's listener polls; a session
+        // awaits the connection.
+        var redis = provider.GetRequiredService<RedisConnection>();
+        var connecting = Task.Run(async () =>
+        {
+            await redis.GetDatabaseAsync();
+            Marks.Mark("redis");
+        });
         Console.Out.WriteLine("ready");
         if (args.Int("timer-only", 0) == 1)
         {
-            await RunTimerAsync(processor, queue, settings.SessionDuration, stop.Token);
+            await RunTimerAsync(processor, queue, settings.SessionDuration, marks, stop.Token);
         }
         else
         {
             var wakeQueue = new QueueClient(args.String("azurite", ""), args.String("wake-queue", ""),
                 new QueueClientOptions { MessageEncoding = QueueMessageEncoding.Base64 });
-            await ListenAsync(processor, wakeQueue, stop.Token);
+            await ListenAsync(processor, wakeQueue, marks, stop.Token);
         }
+        await connecting;
         return 0;
     }
 
-    private static async Task ListenAsync(Processor processor, QueueClient wakeQueue, CancellationToken stop)
+    private static async Task ListenAsync(Processor processor, QueueClient wakeQueue, Marks marks, CancellationToken stop)
     {
         var poll = MinPoll;
+        var polled = false;
         while (!stop.IsCancellationRequested)
         {
             QueueMessage? message;
@@ -69,6 +84,11 @@ internal static class ScaleInstance
             {
                 // Invisible to other instances while its session runs (sessions end well within 10 min).
                 message = (await wakeQueue.ReceiveMessageAsync(TimeSpan.FromMinutes(10), stop)).Value;
+                if (!polled)
+                {
+                    polled = true;
+                    Marks.Mark("poll");
+                }
                 if (message is null)
                 {
                     await Task.Delay(poll, stop);
@@ -81,18 +101,19 @@ internal static class ScaleInstance
                 return;
             }
             poll = MinPoll;
+            marks.SessionStarts();
             Console.Out.WriteLine("start");
             try
             {
                 var result = await processor.RunWokenSessionAsync(message.Body.ToString(), stop);
-                Console.Out.WriteLine($"end {(result.ConsumerId.Length == 0 ? 1 : 0)} {result.Claimed}");
+                Console.Out.WriteLine($"end {(result.ConsumerId.Length == 0 ? 1 : 0)} {result.Claimed} {marks.LastAck}");
                 await wakeQueue.DeleteMessageAsync(message.MessageId, message.PopReceipt, CancellationToken.None);
             }
 #pragma warning disable CA1031 // The host's listener outlives a failed invocation: the message is retried, then dropped.
             catch (Exception ex)
 #pragma warning restore CA1031
             {
-                Console.Out.WriteLine("end 0 0");
+                Console.Out.WriteLine($"end 0 0 {marks.LastAck}");
                 await Console.Error.WriteLineAsync($"instance {Environment.ProcessId}: the Wake session failed: {ex.Message}");
                 if (message.DequeueCount >= MaxDequeueCount)
                 {
@@ -106,14 +127,15 @@ internal static class ScaleInstance
         }
     }
 
-    private static async Task RunTimerAsync(Processor processor, string queue, TimeSpan sessionDuration, CancellationToken stop)
+    private static async Task RunTimerAsync(Processor processor, string queue, TimeSpan sessionDuration, Marks marks, CancellationToken stop)
     {
         var clock = Stopwatch.StartNew();
         while (!stop.IsCancellationRequested)
         {
+            marks.SessionStarts();
             Console.Out.WriteLine("start");
             var result = await processor.RunSessionAsync(queue, sessionDuration, stop);
-            Console.Out.WriteLine($"end 0 {result.Claimed}");
+            Console.Out.WriteLine($"end 0 {result.Claimed} {marks.LastAck}");
             try
             {
                 await Task.Delay(TimerTick - TimeSpan.FromTicks(clock.Elapsed.Ticks % TimerTick.Ticks), stop);
@@ -144,6 +166,9 @@ internal sealed class Fleet(ScaleSettings settings, string storage, string wakeQ
     private readonly List<Instance> _instances = [];
     private readonly List<Session> _sessions = [];
     private readonly TaskCompletionSource _firstSession = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>The bench clock's start as a <see cref="Stopwatch"/> timestamp: instances' marks are placed on it.</summary>
+    private readonly long _origin = Stopwatch.GetTimestamp() - clock.ElapsedTicks;
     private int _peak;
 
     public int Running
@@ -158,6 +183,17 @@ internal sealed class Fleet(ScaleSettings settings, string storage, string wakeQ
     }
 
     public int Peak => Volatile.Read(ref _peak);
+
+    public TimeSpan? FirstLaunch
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _instances.Count == 0 ? null : _instances.Min(i => i.LaunchedAt);
+            }
+        }
+    }
 
     public int Sessions
     {
@@ -201,6 +237,84 @@ internal sealed class Fleet(ScaleSettings settings, string storage, string wakeQ
                 var ready = _instances.Where(i => i.ReadyAt is not null).Select(i => (i.ReadyAt!.Value - i.LaunchedAt).TotalMilliseconds).ToList();
                 return ready.Count == 0 ? null : Math.Round(ready.Average());
             }
+        }
+    }
+
+    /// <summary>
+    /// Where an instance's time went from its launch to its first job, averaged (ms) over the instances whose first wake-up
+    /// ran a session: launch → main (the runtime starts the process) → host (services built); from there, side by side,
+    /// Redis connected (hostToRedis) and the wake queue's first receive answered (hostToPoll); poll → session (a message
+    /// in hand: the session starts) → registered (the consumer's first beat recorded; this waits for the connection if
+    /// it is not there yet) → claim (first jobs claimed) → ack (first acks recorded). launchToClaim is the sum up to the
+    /// claim; cpuToClaim the CPU time the process had used by then. Null when no instance got that far.
+    /// </summary>
+    public Dictionary<string, double>? ColdStartMs()
+    {
+        lock (_gate)
+        {
+            var steps = new List<(string Name, List<double> Values)>
+            {
+                ("launchToMain", []), ("mainToHost", []), ("hostToRedis", []), ("hostToPoll", []), ("pollToSession", []),
+                ("sessionToRegistered", []), ("registeredToClaim", []), ("claimToAck", []), ("launchToClaim", []), ("cpuToClaim", []),
+            };
+            foreach (var instance in _instances)
+            {
+                if (instance.Sessions.FirstOrDefault() is not { Empty: false, Registered: { } registered, FirstClaim: { } claim, FirstAck: { } ack } session
+                    || !instance.Marks.TryGetValue("main", out var main) || !instance.Marks.TryGetValue("host", out var host)
+                    || !instance.Marks.TryGetValue("redis", out var connected) || !instance.Marks.TryGetValue("poll", out var poll))
+                {
+                    continue;
+                }
+                TimeSpan[] spans =
+                [
+                    main - instance.LaunchedAt, host - main, connected - host, poll - host, session.Start - poll,
+                    registered - session.Start, claim - registered, ack - claim, claim - instance.LaunchedAt,
+                ];
+                for (var i = 0; i < spans.Length; i++)
+                {
+                    steps[i].Values.Add(spans[i].TotalMilliseconds);
+                }
+                if (instance.Cpu.TryGetValue("claim", out var cpu))
+                {
+                    steps[^1].Values.Add(cpu);
+                }
+            }
+            return steps[0].Values.Count == 0 ? null : steps.Where(s => s.Values.Count > 0).ToDictionary(s => s.Name, s => Math.Round(s.Values.Average()));
+        }
+    }
+
+    /// <summary>
+    /// CPU time (ms) an instance's process had used by each mark (cumulative: main, host, redis, poll, registered, claim,
+    /// ack), averaged over the instances <see cref="ColdStartMs"/> counts: the cold start's cost whatever the machine's load.
+    /// </summary>
+    public Dictionary<string, double>? ColdStartCpuMs()
+    {
+        lock (_gate)
+        {
+            var counted = _instances.Where(i => i.Sessions.FirstOrDefault() is { Empty: false, FirstAck: not null }).ToList();
+            var names = new[] { "main", "host", "redis", "poll", "registered", "claim", "ack" };
+            var result = names.Select(n => (Name: n, Values: counted.Where(i => i.Cpu.ContainsKey(n)).Select(i => i.Cpu[n]).ToList()))
+                .Where(n => n.Values.Count > 0).ToDictionary(n => n.Name, n => Math.Round(n.Values.Average()));
+            return result.Count == 0 ? null : result;
+        }
+    }
+
+    /// <summary>
+    /// Each session that claimed jobs: jobs per second from its first claim to its last ack, and when (s, bench clock)
+    /// its first claim and last ack came: whether the fleet drained slower because sessions were slow or because they
+    /// overlapped only part of the drain.
+    /// </summary>
+    public List<SessionFigures> SessionRates(TimeSpan from)
+    {
+        lock (_gate)
+        {
+            return [.. _sessions.Where(s => s.Claimed > 0 && s.FirstClaim is not null && s.LastAck is not null && s.LastAck > s.FirstClaim)
+                .OrderBy(s => s.FirstClaim)
+                .Select(s => new SessionFigures(
+                    s.Claimed,
+                    Math.Round(s.Claimed / (s.LastAck!.Value - s.FirstClaim!.Value).TotalSeconds),
+                    Math.Round((s.FirstClaim.Value - from).TotalSeconds, 2),
+                    Math.Round((s.LastAck.Value - from).TotalSeconds, 2)))];
         }
     }
 
@@ -344,6 +458,7 @@ internal sealed class Fleet(ScaleSettings settings, string storage, string wakeQ
         lock (_gate)
         {
             var now = clock.Elapsed;
+            var words = line.Split(' ');
             if (line == "ready")
             {
                 instance.ReadyAt = now;
@@ -352,13 +467,37 @@ internal sealed class Fleet(ScaleSettings settings, string storage, string wakeQ
             else if (line == "start")
             {
                 instance.Current = new Session(now);
+                instance.Sessions.Add(instance.Current);
                 _sessions.Add(instance.Current);
                 _firstSession.TrySetResult();
             }
-            else if (line.StartsWith("end ", StringComparison.Ordinal) && instance.Current is { } session)
+            else if (words is ["mark", var name, var stamp, var cpuMs])
+            {
+                var at = Stopwatch.GetElapsedTime(_origin, long.Parse(stamp, System.Globalization.CultureInfo.InvariantCulture));
+                instance.Cpu.TryAdd(name, double.Parse(cpuMs, System.Globalization.CultureInfo.InvariantCulture));
+                switch (name)
+                {
+                    case "registered" when instance.Current is { } session:
+                        session.Registered = at;
+                        break;
+                    case "claim" when instance.Current is { } session:
+                        session.FirstClaim = at;
+                        break;
+                    case "ack" when instance.Current is { } session:
+                        session.FirstAck = at;
+                        break;
+                    default:
+                        instance.Marks.TryAdd(name, at);
+                        break;
+                }
+            }
+            else if (words is ["end", var empty, var claimed, var lastAck] && instance.Current is { } session)
             {
                 session.End = now;
-                session.Empty = line.Split(' ')[1] == "1";
+                session.Empty = empty == "1";
+                session.Claimed = long.Parse(claimed, System.Globalization.CultureInfo.InvariantCulture);
+                var last = long.Parse(lastAck, System.Globalization.CultureInfo.InvariantCulture);
+                session.LastAck = last == 0 ? null : Stopwatch.GetElapsedTime(_origin, last);
                 instance.Current = null;
                 instance.LastActivity = now;
             }
@@ -380,6 +519,14 @@ internal sealed class Fleet(ScaleSettings settings, string storage, string wakeQ
         public Session? Current { get; set; }
 
         public bool Stopping { get; set; }
+
+        /// <summary>Its start-up marks (main, host, redis, poll) on the bench clock.</summary>
+        public Dictionary<string, TimeSpan> Marks { get; } = new(StringComparer.Ordinal);
+
+        public List<Session> Sessions { get; } = [];
+
+        /// <summary>CPU time (ms) the process had used at each mark (its first of each name).</summary>
+        public Dictionary<string, double> Cpu { get; } = new(StringComparer.Ordinal);
     }
 
     private sealed class Session(TimeSpan start)
@@ -389,5 +536,18 @@ internal sealed class Fleet(ScaleSettings settings, string storage, string wakeQ
         public TimeSpan? End { get; set; }
 
         public bool Empty { get; set; }
+
+        public long Claimed { get; set; }
+
+        public TimeSpan? Registered { get; set; }
+
+        public TimeSpan? FirstClaim { get; set; }
+
+        public TimeSpan? FirstAck { get; set; }
+
+        public TimeSpan? LastAck { get; set; }
     }
 }
+
+/// <summary>One session that claimed jobs: how many, its rate from first claim to last ack, and when those came (s from the first enqueue).</summary>
+internal sealed record SessionFigures(long Jobs, double JobsPerSec, double FirstClaimSec, double LastAckSec);
