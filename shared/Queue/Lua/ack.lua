@@ -4,8 +4,10 @@
 -- KEYS[3]: conveyor:{q}:state           hash  id -> state
 -- KEYS[4]: conveyor:{q}:payloads        hash  id -> payload
 -- KEYS[5]: (runtimes) conveyor:{q}:leases:<cid>  zset  id -> lease deadline: the acked jobs' leases end too
+-- KEYS[last]: conveyor:{q}:history  hash  "<minute>:<e|p|f>" -> jobs (count in _lib.lua); always the last entry
 -- ARGV[1..]: pairs of (job id, claim token)
 -- Returns: per pair 1 = acked, 0 = this consumer no longer holds that claim (nothing changed)
+local history = table.remove(KEYS)
 local ids, held = held_claims(KEYS[1], 1, 2)
 local result, done = {}, {}
 for n, id in ipairs(ids) do
@@ -23,4 +25,5 @@ chunked('HDEL', KEYS[4], done)
 if KEYS[5] then
   chunked('ZREM', KEYS[5], done)
 end
+count(history, 'p', #done)
 return result
