@@ -4,6 +4,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Conveyor.Dashboard;
 using Conveyor.Queue;
+using Conveyor.Storage;
 using Conveyor.Tests.Infrastructure;
 using Microsoft.Playwright;
 
@@ -131,10 +132,10 @@ public sealed class DashboardBrowserTests(SelfHostApp app, Chromium chromium) : 
     public async Task A_running_job_shows_its_consumer_and_since_when_it_runs()
     {
         var db = (await TestRedis.GetAsync()).GetDatabase();
-        var before = await RedisNowMsAsync(db);
+        var before = await RedisTime.NowMsAsync(db);
         var id = await EnqueueAsync(app.Queue, JsonSerializer.Serialize(new { type = "probe", payload = new { holdMs = 20_000 } }));
         await Wait.UntilAsync(async () => await StateAsync(id) == "running", $"job {id} is running");
-        var after = await RedisNowMsAsync(db);
+        var after = await RedisTime.NowMsAsync(db);
         var page = await SignedInPageAsync();
 
         await page.GotoAsync($"{Base}/queues/{app.Queue}");
@@ -301,12 +302,6 @@ public sealed class DashboardBrowserTests(SelfHostApp app, Chromium chromium) : 
         await db.HashSetAsync($"conveyor:{{{queue}}}:payloads", id, "{}");
         await db.ListRightPushAsync($"conveyor:{{{queue}}}:ready", id);
         return id;
-    }
-
-    private static async Task<long> RedisNowMsAsync(StackExchange.Redis.IDatabase db)
-    {
-        var reply = (StackExchange.Redis.RedisResult[])(await db.ExecuteAsync("TIME"))!;
-        return (long)reply[0] * 1000 + (long)reply[1] / 1000;
     }
 
     private static async Task ShotAsync(IPage page, string name) =>

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Conveyor.Queue;
+using Conveyor.Storage;
 using Conveyor.Tests.Infrastructure;
 using StackExchange.Redis;
 
@@ -16,7 +17,7 @@ public sealed class HistoryTests
     {
         await using var host = await EngineHost.StartAsync();
         var queue = TestRedis.UniqueQueue("hist");
-        var before = await NowMsAsync(host.Db);
+        var before = await RedisTime.NowMsAsync(host.Db);
 
         var ids = (await host.Producer.EnqueueBatchAsync(queue, [.. Enumerable.Range(0, 6).Select(i => new JobRequest("probe", $"{i}") { Id = $"job-{i}" })]))
             .Select(r => r.Id).ToList();
@@ -33,7 +34,7 @@ public sealed class HistoryTests
         // The consumer dies holding two jobs: the custodian gives them back, each a failed attempt.
         await consumer.BackdateHeartbeatAsync(TimeSpan.FromMinutes(5));
         await host.Custodian.RunOnceAsync(CancellationToken.None);
-        var after = await NowMsAsync(host.Db);
+        var after = await RedisTime.NowMsAsync(host.Db);
 
         var fields = await host.Db.HashGetAllAsync(new QueueKeys(queue).History);
         var totals = new Dictionary<string, long>();
@@ -84,7 +85,7 @@ public sealed class HistoryTests
         await using var host = await EngineHost.StartAsync();
         var queue = TestRedis.UniqueQueue("hist");
         var key = new QueueKeys(queue).History;
-        var minute = await NowMsAsync(host.Db) / 60_000;
+        var minute = await RedisTime.NowMsAsync(host.Db) / 60_000;
         // Three hours of counters, as a queue that was busy and then idle (without an expiry) would have left them.
         var old = Enumerable.Range(QueueHistory.KeptMinutes + 1, 180)
             .SelectMany(ago => new[] { "e", "p", "f" }.Select(kind => new HashEntry(Field(minute - ago, kind), 5))).ToArray();
@@ -103,7 +104,7 @@ public sealed class HistoryTests
         // Later writes in the same minute only count: an old field written now stays until the next minute's first write.
         await host.Db.HashSetAsync(key, Field(minute - 500, "e"), 1);
         await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "{}"));
-        var now = await NowMsAsync(host.Db) / 60_000;
+        var now = await RedisTime.NowMsAsync(host.Db) / 60_000;
         Assert.Equal(now == minute ? 3 : 2, (int)await host.Db.HashLengthAsync(key));
     }
 
@@ -117,16 +118,16 @@ public sealed class HistoryTests
         var consumer = new FakeConsumer(host.Db, queue);
         await consumer.RegisterAsync();
 
-        var before = await NowMsAsync(host.Db);
+        var before = await RedisTime.NowMsAsync(host.Db);
         var first = (await consumer.ClaimAsync(1)).Single().Token;
-        var after = await NowMsAsync(host.Db);
+        var after = await RedisTime.NowMsAsync(host.Db);
         Assert.InRange(ClaimToken.ClaimedAt(first).ToUnixTimeMilliseconds(), before, after);
 
         // A counter behind the clock (an old queue's, or one set low by hand) jumps to the clock: still above the last token.
         await host.Db.StringSetAsync(keys.Seq, 5);
-        before = await NowMsAsync(host.Db);
+        before = await RedisTime.NowMsAsync(host.Db);
         var second = (await consumer.ClaimAsync(1)).Single().Token;
-        after = await NowMsAsync(host.Db);
+        after = await RedisTime.NowMsAsync(host.Db);
         Assert.True(second > first, $"{second} > {first}");
         Assert.InRange(ClaimToken.ClaimedAt(second).ToUnixTimeMilliseconds(), before, after);
         Assert.Equal(second, (long)await host.Db.StringGetAsync(keys.Seq));
@@ -137,7 +138,8 @@ public sealed class HistoryTests
         var third = (await consumer.ClaimAsync(1)).Single().Token;
         var fourth = (await consumer.ClaimAsync(1)).Single().Token;
         Assert.Equal((ahead + 1, ahead + 2), (third, fourth));
-        Assert.Equal(second, (long)(await host.Db.SortedSetScoreAsync(keys.Inflight(consumer.Id), (await host.Db.SortedSetRangeByRankAsync(keys.Inflight(consumer.Id)))[1]))!);
+        var held = await host.Db.SortedSetRangeByRankWithScoresAsync(keys.Inflight(consumer.Id));
+        Assert.Equal(new[] { first, second, ahead + 1, ahead + 2 }, held.Select(e => (long)e.Score));
     }
 
     private static string Field(long minute, string kind) => minute.ToString(CultureInfo.InvariantCulture) + ":" + kind;
@@ -146,11 +148,5 @@ public sealed class HistoryTests
     {
         var colon = field.IndexOf(':', StringComparison.Ordinal);
         return (long.Parse(field[..colon], CultureInfo.InvariantCulture), field[(colon + 1)..]);
-    }
-
-    private static async Task<long> NowMsAsync(IDatabase db)
-    {
-        var reply = (RedisResult[])(await db.ExecuteAsync("TIME"))!;
-        return (long)reply[0] * 1000 + (long)reply[1] / 1000;
     }
 }
