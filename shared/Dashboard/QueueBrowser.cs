@@ -72,7 +72,7 @@ public sealed class QueueBrowser(RedisConnection redis, QueueAdmin admin, Runtim
     {
         var names = await admin.ListQueuesAsync(cancellationToken);
         var stats = Task.WhenAll(names.Select(name => admin.GetStatsAsync(name, cancellationToken)));
-        var history = Task.WhenAll(names.Select(name => admin.GetHistoryAsync(name, cancellationToken)));
+        var history = admin.GetHistoriesAsync(names, cancellationToken);
         return new OverviewView(await stats, await history, await NowAsync());
     }
 

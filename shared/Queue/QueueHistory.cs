@@ -1,5 +1,4 @@
 using System.Globalization;
-using Conveyor.Storage;
 using StackExchange.Redis;
 
 namespace Conveyor.Queue;
@@ -36,10 +35,10 @@ public sealed record QueueHistory(
     /// <summary>Failed attempts over the whole window.</summary>
     public long TotalFailed => Failed.Sum();
 
-    /// <summary>Reads the window ending at the current Redis minute: TIME, then one HMGET of 3 × <see cref="Minutes"/> fields.</summary>
-    internal static async Task<QueueHistory> ReadAsync(IDatabaseAsync db, QueueKeys keys)
+    /// <summary>Reads the window ending at the Redis minute of <paramref name="nowMs"/>: one HMGET of 3 × <see cref="Minutes"/> fields.</summary>
+    internal static async Task<QueueHistory> ReadAsync(IDatabaseAsync db, QueueKeys keys, long nowMs)
     {
-        var first = await RedisTime.NowMsAsync(db) / 60_000 - (Minutes - 1);
+        var first = nowMs / 60_000 - (Minutes - 1);
         var kinds = new[] { "e", "p", "f" };
         var fields = kinds.SelectMany(kind => Enumerable.Range(0, Minutes)
             .Select(i => (RedisValue)((first + i).ToString(CultureInfo.InvariantCulture) + ":" + kind))).ToArray();
