@@ -44,8 +44,8 @@ internal static class ScriptCost
         try
         {
             await LuaScripts.Beat.RunAsync(db, [keys.Consumers], [Consumer, 1]);
-            var retryKeys = new RedisKey[] { keys.Inflight(Consumer), keys.State, keys.Scheduled };
-            var killKeys = new RedisKey[] { keys.Inflight(Consumer), keys.State, keys.Dead };
+            var retryKeys = new RedisKey[] { keys.Inflight(Consumer), keys.State, keys.Scheduled, keys.History };
+            var killKeys = new RedisKey[] { keys.Inflight(Consumer), keys.State, keys.Dead, keys.History };
 
             ms["retry"] = await FirstCallAsync(server, db, LuaScripts.Retry, retryKeys, await HoldAsync(db, keys, completions), completions, shortError);
             await PromoteAllAsync(db, keys);
@@ -72,7 +72,7 @@ internal static class ScriptCost
             await db.SortedSetAddAsync(keys.Consumers, Consumer, 1); // its heartbeat stopped long ago,
             await db.StringSetAsync(keys.Watch, "1|1"); // and a custodian has watched ever since
             ms["recover"] = await TimeAsync(server, LuaScripts.Recover, () => LuaScripts.Recover.RunAsync(
-                db, [keys.Consumers, keys.Inflight(Consumer), keys.Ready, keys.Jobs, keys.State, keys.Dead, keys.Watch],
+                db, [keys.Consumers, keys.Inflight(Consumer), keys.Ready, keys.Jobs, keys.State, keys.Dead, keys.Watch, keys.History],
                 [keys.Signal.ToString(), Consumer, 30_000, custodian]));
 
             // Acks free payloads: the processor's byte budget cuts a call of large ones short.
@@ -118,7 +118,7 @@ internal static class ScriptCost
     }
 
     private static Task<RedisResult> AckAsync(IDatabase db, QueueKeys keys, IEnumerable<(RedisValue Id, long Token)> held) =>
-        LuaScripts.Ack.RunAsync(db, [keys.Inflight(Consumer), keys.Jobs, keys.State], [.. held.SelectMany(h => new RedisValue[] { h.Id, h.Token })]);
+        LuaScripts.Ack.RunAsync(db, [keys.Inflight(Consumer), keys.Jobs, keys.State, keys.History], [.. held.SelectMany(h => new RedisValue[] { h.Id, h.Token })]);
 
     /// <summary>Back to the ready list: scheduled retries (promoted) and claims still held.</summary>
     private static async Task PromoteAllAsync(IDatabase db, QueueKeys keys)

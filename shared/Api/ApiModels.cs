@@ -142,6 +142,7 @@ public sealed record HealthResponse(string Status, IReadOnlyDictionary<string, s
 [JsonSerializable(typeof(DeadJobsResponse))]
 [JsonSerializable(typeof(QueueListResponse))]
 [JsonSerializable(typeof(QueueStats))]
+[JsonSerializable(typeof(QueueHistory))]
 [JsonSerializable(typeof(RequeueResponse))]
 [JsonSerializable(typeof(HealthResponse))]
 [JsonSerializable(typeof(RegisterRuntimeRequest))]

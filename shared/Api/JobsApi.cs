@@ -19,6 +19,13 @@ public static class JobsApi
         api.MapGet("/{queue}", GetQueueAsync).WithName("GetQueue").Answers(Problems.Catalog.Validation)
             .WithSummary("Get one queue's counts")
             .WithDescription("All counts are zero for a queue that never saw a job. The counts are read in one round trip, not as one atomic snapshot.");
+        api.MapGet("/{queue}/history", GetQueueHistoryAsync).WithName("GetQueueHistory").Answers(Problems.Catalog.Validation)
+            .WithSummary("Get one queue's jobs per minute over the last hour")
+            .WithDescription($"""
+                Jobs enqueued (a duplicate id is not counted), processed (acked) and failed (attempts that ended in an error: the
+                handler failed, or its consumer died or lost the claim) per minute of Redis time, {QueueHistory.Minutes} minutes
+                from `from`, the current minute last. All zero for a queue without traffic in that hour.
+                """);
         api.MapPost("/{queue}/jobs", EnqueueAsync).WithName("EnqueueJob").WithJsonBody<EnqueueJobRequest>()
             .Answers(Problems.Catalog.Validation, Problems.Catalog.QueueLimit)
             .WithSummary("Enqueue a job")
@@ -103,6 +110,10 @@ public static class JobsApi
     /// <summary>One queue's counts (all zero for a queue that never saw a job).</summary>
     public static Task<Results<Ok<QueueStats>, ProblemHttpResult>> GetQueueAsync(string queue, QueueAdmin admin, CancellationToken cancellationToken) =>
         Problems.GuardAsync<Ok<QueueStats>>(async () => TypedResults.Ok(await admin.GetStatsAsync(queue, cancellationToken)));
+
+    /// <summary>One queue's jobs per minute over the last hour (all zero for a queue without traffic).</summary>
+    public static Task<Results<Ok<QueueHistory>, ProblemHttpResult>> GetQueueHistoryAsync(string queue, QueueAdmin admin, CancellationToken cancellationToken) =>
+        Problems.GuardAsync<Ok<QueueHistory>>(async () => TypedResults.Ok(await admin.GetHistoryAsync(queue, cancellationToken)));
 
     /// <summary>Dead jobs, newest first: <c>?page=1&amp;pageSize=50</c> (page from 1, size 1–1000).</summary>
     public static Task<Results<Ok<DeadJobsResponse>, ProblemHttpResult>> ListDeadAsync(

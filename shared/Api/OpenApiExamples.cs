@@ -42,6 +42,7 @@ internal static class OpenApiExamples
             "unhealthy", new Dictionary<string, string> { ["redis"] = "unreachable: RedisConnectionException", ["postgres"] = "ok" }, Presence: null),
         ("ListQueues", 200) => new QueueListResponse([Stats(Queue), Stats("reports")]),
         ("GetQueue", 200) => Stats(Queue),
+        ("GetQueueHistory", 200) => History(Queue),
         ("EnqueueJob", 202) => new EnqueueResult(JobId, JobState.Scheduled, Duplicate: false),
         ("EnqueueJob", 200) => new EnqueueResult(JobId, JobState.Scheduled, Duplicate: true),
         ("EnqueueJobs", 200) => new EnqueueBatchResponse(
@@ -126,6 +127,15 @@ internal static class OpenApiExamples
             },
             _ => new ProblemDetails { Type = type.Type, Title = type.Title, Status = type.Status, Detail = type.When },
         };
+    }
+
+    /// <summary>An hour of a queue that took 40 jobs a minute, with a burst of failures 10 minutes ago.</summary>
+    private static QueueHistory History(string queue)
+    {
+        var minutes = Enumerable.Range(0, QueueHistory.Minutes).ToList();
+        return new QueueHistory(
+            queue, At.AddMinutes(-(QueueHistory.Minutes - 1)), [.. minutes.Select(_ => 40L)],
+            [.. minutes.Select(i => i == 49 ? 31L : 40L)], [.. minutes.Select(i => i == 49 ? 9L : 0L)]);
     }
 
     private static QueueStats Stats(string queue) => new(queue, Ready: 12, Scheduled: 3, Running: 4, Dead: 1, Consumers: 2);

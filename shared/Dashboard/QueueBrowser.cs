@@ -19,8 +19,10 @@ namespace Conveyor.Dashboard;
 /// <param name="At">The list's own time: due (scheduled), lease deadline (running on a runtime), died (dead).</param>
 /// <param name="LastError">The error of its last failed attempt.</param>
 /// <param name="Consumer">The processor session or runtime holding it (running).</param>
+/// <param name="Since">When its consumer claimed it (running): the claim token's time, see <see cref="ClaimToken.ClaimedAt"/>.</param>
 public sealed record JobRow(
-    string Id, string? Type, int Attempt, int MaxAttempts, DateTimeOffset? EnqueuedAt, DateTimeOffset? At, string? LastError, string? Consumer);
+    string Id, string? Type, int Attempt, int MaxAttempts, DateTimeOffset? EnqueuedAt, DateTimeOffset? At, string? LastError, string? Consumer,
+    DateTimeOffset? Since = null);
 
 /// <summary>One page of a list, and where it sits in the whole.</summary>
 public sealed record Slice<T>(IReadOnlyList<T> Rows, long Total, int Page, int PageSize)
@@ -31,8 +33,8 @@ public sealed record Slice<T>(IReadOnlyList<T> Rows, long Total, int Page, int P
 /// <summary>Which page of each list the queue page shows (from 1).</summary>
 public sealed record QueuePages(int Ready = 1, int Scheduled = 1, int Running = 1, int Dead = 1);
 
-/// <summary>Every queue's counts, as <c>GET /api/queues</c> answers them.</summary>
-public sealed record OverviewView(IReadOnlyList<QueueStats> Queues, DateTimeOffset Now);
+/// <summary>Every queue's counts, as <c>GET /api/queues</c> answers them, and each one's last hour (in the same order).</summary>
+public sealed record OverviewView(IReadOnlyList<QueueStats> Queues, IReadOnlyList<QueueHistory> History, DateTimeOffset Now);
 
 /// <summary>One queue: its counts and a page of each list.</summary>
 public sealed record QueueView(
@@ -65,12 +67,13 @@ public sealed class QueueBrowser(RedisConnection redis, QueueAdmin admin, Runtim
     /// <summary>Deepest page a list can be paged to (1-based).</summary>
     public const int MaxPage = 1_000_000;
 
-    /// <summary>Every known queue with the counts <c>GET /api/queues</c> answers (the same reads).</summary>
+    /// <summary>Every known queue with the counts <c>GET /api/queues</c> answers (the same reads), and its last hour (one HMGET each).</summary>
     public async Task<OverviewView> OverviewAsync(CancellationToken cancellationToken)
     {
         var names = await admin.ListQueuesAsync(cancellationToken);
-        var stats = await Task.WhenAll(names.Select(name => admin.GetStatsAsync(name, cancellationToken)));
-        return new OverviewView(stats, await NowAsync());
+        var stats = Task.WhenAll(names.Select(name => admin.GetStatsAsync(name, cancellationToken)));
+        var history = admin.GetHistoriesAsync(names, cancellationToken);
+        return new OverviewView(await stats, await history, await NowAsync());
     }
 
     /// <summary>One queue: ready oldest first, scheduled soonest first, running by consumer, dead most recent first.</summary>
@@ -96,9 +99,9 @@ public sealed class QueueBrowser(RedisConnection redis, QueueAdmin admin, Runtim
 
         var running = await RunningAsync(db, keys, await consumers, pages.Running, size);
         var readyIds = await ready;
-        var readyRows = await RowsAsync(db, keys, [.. readyIds.Select(id => (id, (DateTimeOffset?)null, (string?)null))]);
-        var scheduledRows = await RowsAsync(db, keys, [.. (await scheduled).Select(e => (e.Element, (DateTimeOffset?)FromMs(e.Score), (string?)null))]);
-        var deadRows = await RowsAsync(db, keys, [.. (await dead).Select(e => (e.Element, (DateTimeOffset?)FromMs(e.Score), (string?)null))]);
+        var readyRows = await RowsAsync(db, keys, [.. readyIds.Select(id => (id, (DateTimeOffset?)null, (string?)null, (DateTimeOffset?)null))]);
+        var scheduledRows = await RowsAsync(db, keys, [.. (await scheduled).Select(e => (e.Element, (DateTimeOffset?)FromMs(e.Score), (string?)null, (DateTimeOffset?)null))]);
+        var deadRows = await RowsAsync(db, keys, [.. (await dead).Select(e => (e.Element, (DateTimeOffset?)FromMs(e.Score), (string?)null, (DateTimeOffset?)null))]);
         var runningRows = await RowsAsync(db, keys, running.Rows);
         return new QueueView(
             stats,
@@ -190,14 +193,14 @@ public sealed class QueueBrowser(RedisConnection redis, QueueAdmin admin, Runtim
     }
 
     /// <summary>The running jobs of one page: consumers in their set's order, each one's claims in token order.</summary>
-    private static async Task<(List<(RedisValue Id, DateTimeOffset? At, string? Consumer)> Rows, long Total)> RunningAsync(
+    private static async Task<(List<(RedisValue Id, DateTimeOffset? At, string? Consumer, DateTimeOffset? Since)> Rows, long Total)> RunningAsync(
         IDatabase db, QueueKeys keys, SortedSetEntry[] consumers, int page, int size)
     {
         var counts = db.CreateBatch();
         var sizes = consumers.Select(c => counts.SortedSetLengthAsync(keys.Inflight((string)c.Element!))).ToList();
         counts.Execute();
         var claimed = await Task.WhenAll(sizes);
-        var rows = new List<(RedisValue, DateTimeOffset?, string?)>();
+        var rows = new List<(RedisValue, DateTimeOffset?, string?, DateTimeOffset?)>();
         var skip = (long)(page - 1) * size;
         for (var i = 0; i < consumers.Length && rows.Count < size; i++)
         {
@@ -208,20 +211,22 @@ public sealed class QueueBrowser(RedisConnection redis, QueueAdmin admin, Runtim
                 continue;
             }
             var consumer = (string)consumers[i].Element!;
-            var ids = await db.SortedSetRangeByRankAsync(keys.Inflight(consumer), skip, skip + size - rows.Count - 1);
+            var claims = await db.SortedSetRangeByRankWithScoresAsync(keys.Inflight(consumer), skip, skip + size - rows.Count - 1);
+            var ids = Array.ConvertAll(claims, c => c.Element);
             skip = 0;
             // A runtime's claims carry a lease deadline; a processor's run until it acks or the custodian takes them back.
             var leases = RuntimeClaims.RuntimeOf(consumer) is null ? null : await db.SortedSetScoresAsync(keys.Leases(consumer), ids);
             for (var j = 0; j < ids.Length; j++)
             {
-                rows.Add((ids[j], leases?[j] is { } lease ? FromMs(lease) : null, consumer));
+                rows.Add((ids[j], leases?[j] is { } lease ? FromMs(lease) : null, consumer, ClaimToken.ClaimedAt((long)claims[j].Score)));
             }
         }
         return (rows, claimed.Sum());
     }
 
     /// <summary>Rows for ids, from their headers and states (one script call for a page of ids; payloads are not sent).</summary>
-    private static async Task<List<JobRow>> RowsAsync(IDatabase db, QueueKeys keys, List<(RedisValue Id, DateTimeOffset? At, string? Consumer)> items)
+    private static async Task<List<JobRow>> RowsAsync(
+        IDatabase db, QueueKeys keys, List<(RedisValue Id, DateTimeOffset? At, string? Consumer, DateTimeOffset? Since)> items)
     {
         if (items.Count == 0)
         {
@@ -231,11 +236,11 @@ public sealed class QueueBrowser(RedisConnection redis, QueueAdmin admin, Runtim
         var rows = new List<JobRow>(items.Count);
         for (var i = 0; i < items.Count; i++)
         {
-            var (id, at, consumer) = items[i];
+            var (id, at, consumer, since) = items[i];
             var record = peeked[i]?.Record;
             rows.Add(record is null
-                ? new JobRow(id!, null, 0, 0, null, at, null, consumer)
-                : new JobRow(id!, record.Type, record.Attempt, record.MaxAttempts, FromMs(record.EnqueuedAt), at, record.LastError, consumer));
+                ? new JobRow(id!, null, 0, 0, null, at, null, consumer, since)
+                : new JobRow(id!, record.Type, record.Attempt, record.MaxAttempts, FromMs(record.EnqueuedAt), at, record.LastError, consumer, since));
         }
         return rows;
     }

@@ -8,8 +8,16 @@ namespace Conveyor.Queue;
 /// stored in the runtime's inflight set; an ack presenting another (the job was given back and claimed again) changes
 /// nothing. Runtimes treat the whole string as opaque.
 /// </summary>
+/// <remarks>
+/// claim.lua issues a queue's tokens as <c>max(counter + 1, Redis time ms × 1000)</c>: they only grow (the fence of
+/// watch_runtimes.lua holds, across a queue's drop too), and <c>token / 1000</c> is the claim's Redis time in ms while a
+/// queue makes fewer than 1,000 claims per ms (<see cref="ClaimedAt"/>; the dashboard shows it as "running since").
+/// </remarks>
 internal readonly record struct ClaimToken(string Queue, long Token, string JobId)
 {
+    /// <summary>When a claim with this token was made (Redis time): its token / 1000 in ms.</summary>
+    public static DateTimeOffset ClaimedAt(long token) => DateTimeOffset.FromUnixTimeMilliseconds(token / 1000);
+
     public override string ToString() => $"{Queue}:{Token.ToString(CultureInfo.InvariantCulture)}:{JobId}";
 
     /// <summary>Parses a claim token; throws <see cref="ConveyorValidationException"/> naming <paramref name="field"/>.</summary>

@@ -234,7 +234,7 @@ public sealed class Custodian(
             cancellationToken.ThrowIfCancellationRequested();
             var reply = (RedisResult[])(await LuaScripts.Release.RunAsync(
                 db,
-                [keys.Consumers, keys.Inflight(consumer), keys.Leases(consumer), keys.Expiring, keys.Ready, keys.Jobs, keys.State, keys.Dead],
+                [keys.Consumers, keys.Inflight(consumer), keys.Leases(consumer), keys.Expiring, keys.Ready, keys.Jobs, keys.State, keys.Dead, keys.History],
                 [keys.Signal.ToString(), consumer, fence, options.Value.BatchSize, error]))!;
             requeued += (long)reply[0];
             killed += (long)reply[1];
@@ -265,7 +265,7 @@ public sealed class Custodian(
                 cancellationToken.ThrowIfCancellationRequested();
                 var reply = (RedisResult[])(await LuaScripts.Recover.RunAsync(
                     db,
-                    [keys.Consumers, keys.Inflight(consumer!), keys.Ready, keys.Jobs, keys.State, keys.Dead, keys.Watch],
+                    [keys.Consumers, keys.Inflight(consumer!), keys.Ready, keys.Jobs, keys.State, keys.Dead, keys.Watch, keys.History],
                     [keys.Signal.ToString(), consumer, timeoutMs, settings.BatchSize]))!;
                 if ((long)reply[0] < 0)
                 {
@@ -334,7 +334,7 @@ public sealed class Custodian(
     private async Task<bool> IdleAsync(IDatabase db, QueueKeys keys, string mode) =>
         (long)await LuaScripts.IdleQueue.RunAsync(
             db,
-            [keys.Jobs, keys.Ready, keys.Scheduled, keys.Dead, keys.Consumers, keys.Idle, keys.Registered, keys.Seq, keys.Watch, keys.Remote],
+            [keys.Jobs, keys.Ready, keys.Scheduled, keys.Dead, keys.Consumers, keys.Idle, keys.Registered, keys.Seq, keys.Watch, keys.Remote, keys.History],
             [(long)options.Value.EmptyQueueRetention.TotalMilliseconds, mode]) == 1;
 
     private sealed record RuntimeLook(long Fence, IReadOnlyList<string> Runtimes, IReadOnlyList<string> Due);

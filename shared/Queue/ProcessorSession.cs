@@ -553,9 +553,9 @@ internal sealed class ProcessorSession
             try
             {
                 await Task.WhenAll(
-                    SendAsync(batch, CompletionKind.Ack, LuaScripts.Ack, [_inflight, _keys.Jobs, _keys.State]),
-                    SendAsync(batch, CompletionKind.Retry, LuaScripts.Retry, [_inflight, _keys.State, _keys.Scheduled]),
-                    SendAsync(batch, CompletionKind.Kill, LuaScripts.Kill, [_inflight, _keys.State, _keys.Dead]));
+                    SendAsync(batch, CompletionKind.Ack, LuaScripts.Ack, [_inflight, _keys.Jobs, _keys.State, _keys.History]),
+                    SendAsync(batch, CompletionKind.Retry, LuaScripts.Retry, [_inflight, _keys.State, _keys.Scheduled, _keys.History]),
+                    SendAsync(batch, CompletionKind.Kill, LuaScripts.Kill, [_inflight, _keys.State, _keys.Dead, _keys.History]));
                 return;
             }
             catch (Exception ex) when (Transient.Is(ex))

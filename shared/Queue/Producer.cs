@@ -98,7 +98,7 @@ public sealed class Producer(RedisConnection redis, IOptions<QueueOptions> optio
         for (var registrations = 0; ; registrations++)
         {
             reply = (RedisResult[])(await LuaScripts.Enqueue.RunAsync(
-                db, [keys.Jobs, keys.State, keys.Ready, keys.Scheduled, keys.Registered, keys.Idle], args))!;
+                db, [keys.Jobs, keys.State, keys.Ready, keys.Scheduled, keys.Registered, keys.Idle, keys.History], args))!;
             if ((long)reply[0] >= 0)
             {
                 break;

@@ -87,6 +87,23 @@ public sealed class QueueAdmin(RedisConnection redis, IOptions<QueueOptions>? op
         };
     }
 
+    /// <summary>Jobs enqueued, processed and failed per minute over the last hour (two round trips, one HMGET of 180 fields).</summary>
+    public async Task<QueueHistory> GetHistoryAsync(string queue, CancellationToken cancellationToken = default) =>
+        (await GetHistoriesAsync([queue], cancellationToken))[0];
+
+    /// <summary>The last hour of each queue, in their order, over one Redis clock reading (then one HMGET per queue, pipelined).</summary>
+    public async Task<QueueHistory[]> GetHistoriesAsync(IReadOnlyList<string> queues, CancellationToken cancellationToken = default)
+    {
+        foreach (var queue in queues)
+        {
+            JobValidation.QueueName(queue);
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+        var db = await redis.GetDatabaseAsync();
+        var now = await RedisTime.NowMsAsync(db);
+        return await Task.WhenAll(queues.Select(queue => QueueHistory.ReadAsync(db, new QueueKeys(queue), now)));
+    }
+
     /// <summary>Dead jobs, most recent death first.</summary>
     public async Task<IReadOnlyList<JobInfo>> ListDeadAsync(string queue, int offset, int count, CancellationToken cancellationToken = default)
     {

@@ -43,6 +43,7 @@ internal sealed class QueueKeys
         Dead = prefix + "dead";
         Seq = prefix + "seq";
         Expiring = prefix + "expiring";
+        History = prefix + "history";
         Signal = RedisChannel.Literal(prefix + "signal");
     }
 
@@ -87,6 +88,14 @@ internal sealed class QueueKeys
 
     /// <summary>Runtime consumer id → its earliest lease deadline (ms, Redis time), or earlier: where the custodian looks for expired claims.</summary>
     public RedisKey Expiring { get; }
+
+    /// <summary>
+    /// Per-minute counters for the dashboard's chart: field <c>&lt;minute&gt;:&lt;e|p|f&gt;</c> (minute = Redis time ms / 60,000) → jobs
+    /// enqueued, processed (acked) or failed (an attempt that ended in an error: its handler failed, or its consumer died or lost its
+    /// lease). Written by the scripts that make those changes (<c>count</c> in <c>_lib.lua</c>), the last entry of their KEYS;
+    /// fields older than <see cref="QueueHistory.KeptMinutes"/> minutes are dropped, and the queue's drop deletes the key.
+    /// </summary>
+    public RedisKey History { get; }
 
     /// <summary>Pub/sub channel that wakes idle processors when jobs become ready.</summary>
     public RedisChannel Signal { get; }

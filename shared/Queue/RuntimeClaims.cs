@@ -224,7 +224,7 @@ public sealed class RuntimeClaims(
             {
                 var items = call.Select(c => c.Claim).ToList();
                 var reply = (RedisResult[])(await LuaScripts.Ack.RunAsync(
-                    db, [keys.Inflight(consumer), keys.Jobs, keys.State, keys.Leases(consumer)], Pairs(items)))!;
+                    db, [keys.Inflight(consumer), keys.Jobs, keys.State, keys.Leases(consumer), keys.History], Pairs(items)))!;
                 Settle(items, reply, results, ClaimOutcome.Acked, ConveyorTelemetry.Acked, claims);
             }
         }
@@ -288,13 +288,13 @@ public sealed class RuntimeClaims(
             foreach (var call in LuaScripts.Calls(retries, CallSize, r => r.Bytes))
             {
                 var reply = (RedisResult[])(await LuaScripts.Retry.RunAsync(
-                    db, [keys.Inflight(consumer), keys.State, keys.Scheduled, keys.Leases(consumer)], [.. call.SelectMany(r => r.Args)]))!;
+                    db, [keys.Inflight(consumer), keys.State, keys.Scheduled, keys.Leases(consumer), keys.History], [.. call.SelectMany(r => r.Args)]))!;
                 Settle(call.Select(r => r.Claim), reply, results, ClaimOutcome.Retried, ConveyorTelemetry.Retried, claims);
             }
             foreach (var call in LuaScripts.Calls(kills, CallSize, k => k.Bytes))
             {
                 var reply = (RedisResult[])(await LuaScripts.Kill.RunAsync(
-                    db, [keys.Inflight(consumer), keys.State, keys.Dead, keys.Leases(consumer)], [.. call.SelectMany(k => k.Args)]))!;
+                    db, [keys.Inflight(consumer), keys.State, keys.Dead, keys.Leases(consumer), keys.History], [.. call.SelectMany(k => k.Args)]))!;
                 Settle(call.Select(k => k.Claim), reply, results, ClaimOutcome.Dead, ConveyorTelemetry.Killed, claims);
             }
         }
@@ -374,7 +374,7 @@ public sealed class RuntimeClaims(
         }
         if (unreadable is not null)
         {
-            await LuaScripts.Kill.RunAsync(db, [keys.Inflight(claim.Consumer), keys.State, keys.Dead, keys.Leases(claim.Consumer)], [.. unreadable]);
+            await LuaScripts.Kill.RunAsync(db, [keys.Inflight(claim.Consumer), keys.State, keys.Dead, keys.Leases(claim.Consumer), keys.History], [.. unreadable]);
         }
         var queueTag = ConveyorTelemetry.QueueTag(keys.Queue);
         if (stop.IsCancellationRequested)

@@ -94,6 +94,11 @@ internal static class Smoke
         var stats = await client.Queues[queue].GetAsync();
         Check(stats is { Queue: var name, Scheduled: >= 1 } && name == queue, $"queue counts: scheduled {stats?.Scheduled}");
         Step("GET /queues/{queue}");
+        // Three jobs written; the duplicate enqueue is not counted.
+        var history = await client.Queues[queue].History.GetAsync();
+        Check(history is { Queue: var named, TotalEnqueued: 3, Enqueued: { Count: 60 } } && named == queue,
+            $"queue history: enqueued {history?.TotalEnqueued} over {history?.Enqueued?.Count} minutes");
+        Step("GET /queues/{queue}/history");
         var all = await client.Queues.GetAsync();
         Check(all?.Queues?.Any(q => q.Queue == queue) == true, "list queues: the queue is missing");
         Step("GET /queues");

@@ -132,3 +132,30 @@ local function give_back(jobs, state, ready, dead, channel, ids, err, now)
   end
   return #requeued, #died / 2
 end
+
+-- History counters, for the dashboard's chart: conveyor:{q}:history holds fields "<minute>:<kind>" -> jobs, minute =
+-- floor(Redis time ms / 60000), kind e (enqueued), p (processed: acked) or f (failed: an attempt that ended in an error,
+-- whether its handler failed or its consumer died or lost its lease). Scripts take the key as their LAST KEYS entry
+-- (table.remove(KEYS) first, so optional keys keep their numbers) and call count once per call, never per job.
+-- The first write of a field (at most three a minute) drops fields older than HISTORY_MINUTES minutes, reading at most
+-- 3 * HISTORY_MINUTES + 3 field names, and pushes the key's expiry out: a queue idle that long loses its history key.
+local HISTORY_MINUTES = 62
+
+local function count(history, kind, n, now)
+  if n <= 0 then
+    return
+  end
+  now = now or now_ms()
+  local minute = math.floor(now / 60000)
+  if redis.call('HINCRBY', history, minute .. ':' .. kind, n) ~= n then
+    return
+  end
+  redis.call('PEXPIRE', history, HISTORY_MINUTES * 60000)
+  local old = {}
+  for _, field in ipairs(redis.call('HKEYS', history)) do
+    if (tonumber(string.match(field, '^(%d+):')) or 0) <= minute - HISTORY_MINUTES then
+      old[#old + 1] = field
+    end
+  end
+  chunked('HDEL', history, old)
+end

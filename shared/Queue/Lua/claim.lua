@@ -7,7 +7,8 @@
 -- KEYS[4]: conveyor:{q}:jobs            hash  id -> record "<header JSON>\n<payload>" (_lib.lua)
 -- KEYS[5]: conveyor:{q}:state           hash  id -> "attempt|maxAttempts|dueAt|lastError"
 -- KEYS[6]: conveyor:{q}:payloads        hash  id -> payload of a job stored by the second layout (joined here, once)
--- KEYS[7]: conveyor:{q}:seq             string, claim token counter (tokens only grow, even across a queue's drop)
+-- KEYS[7]: conveyor:{q}:seq             string, claim token counter: token = max(counter + 1, now ms * 1000), so tokens only
+--                                       grow (even across a queue's drop) and floor(token / 1000) is the claim's time (ms)
 -- KEYS[8]: (runtimes) conveyor:{q}:leases:<cid>  zset  id -> lease deadline (ms)
 -- KEYS[9]: (runtimes) conveyor:{q}:expiring      zset  runtime consumer id -> its earliest lease deadline, or earlier
 -- KEYS[10]: (runtimes) conveyor:{q}:remote        string, when a runtime last asked this queue for jobs (ms): processors
@@ -35,10 +36,12 @@ local ids = redis.call('LPOP', KEYS[2], tonumber(ARGV[2]))
 if not ids then
   return { now, 0 }
 end
+-- The token is max(counter + 1, now * 1000): it only grows (a new queue, or one the custodian dropped and forgot, starts
+-- above any token its predecessor issued, so a token read as a fence by watch_runtimes.lua is never reached again by
+-- an older claim's), and floor(token / 1000) is the claim's Redis time in ms (the dashboard's "running since") as long
+-- as a queue makes fewer than 1,000 claims per ms, far above what one Redis runs.
 local token = redis.call('INCR', KEYS[7])
-if token == 1 then
-  -- A new queue, or one the custodian dropped and forgot: start above any token its predecessor issued, so that a
-  -- token read as a fence (watch_runtimes.lua) is never reached again by an older claim's.
+if token < now * 1000 then
   token = now * 1000
   redis.call('SET', KEYS[7], token)
 end

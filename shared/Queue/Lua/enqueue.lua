@@ -6,11 +6,13 @@
 -- KEYS[4]: conveyor:{q}:scheduled   zset  id -> due time (ms)
 -- KEYS[5]: conveyor:{q}:registered  string, present while the queue is listed in conveyor:queues
 -- KEYS[6]: conveyor:{q}:idle        string, since when (ms) the custodian has seen the queue empty
+-- KEYS[last]: conveyor:{q}:history  hash  "<minute>:<e|p|f>" -> jobs (count in _lib.lua); always the last entry
 -- ARGV[1]: wake-up channel, published to when a job became ready
 -- ARGV[2..]: groups of (job id, header JSON without its closing brace, payload, maxAttempts, due)
 --            due is "" for now, "+<ms>" for a delay, "@<ms>" for an absolute Unix time in ms
 -- Returns: { -1 } when the queue is not registered (nothing written: register it, then call again),
 --          else { now ms, then per job 1 = ready, 2 = scheduled, 0 = duplicate (nothing written) }
+local history = table.remove(KEYS)
 if redis.call('EXISTS', KEYS[5]) == 0 then
   return { -1 }
 end
@@ -58,4 +60,5 @@ if #ready > 0 then
   chunked('RPUSH', KEYS[3], ready)
   redis.call('PUBLISH', ARGV[1], #ready)
 end
+count(history, 'e', #ready + #scheduled / 2, now)
 return result

@@ -11,8 +11,9 @@
 -- KEYS[8]: conveyor:{q}:seq         string, claim token counter
 -- KEYS[9]: conveyor:{q}:watch       string, the custodian's visits (watch.lua)
 -- KEYS[10]: conveyor:{q}:remote      string, when a runtime last asked for jobs (claim.lua)
+-- KEYS[11]: conveyor:{q}:history     hash, the per-minute counters (count in _lib.lua)
 -- ARGV[1]: how long (ms) the queue must have been empty
--- ARGV[2]: "observe" (only report) or "drop" (delete idle, registered, seq, watch and remote when still idle)
+-- ARGV[2]: "observe" (only report) or "drop" (delete idle, registered, seq, watch, remote and history when still idle)
 -- Returns: 1 = empty for at least ARGV[1] (and, for "drop", forgotten), 0 = not (nothing deleted)
 local empty = redis.call('HLEN', KEYS[1]) == 0 and redis.call('LLEN', KEYS[2]) == 0
   and redis.call('ZCARD', KEYS[3]) == 0 and redis.call('ZCARD', KEYS[4]) == 0
@@ -31,6 +32,6 @@ if now - since < tonumber(ARGV[1]) then
   return 0
 end
 if ARGV[2] == 'drop' then
-  redis.call('DEL', KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10])
+  redis.call('DEL', KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11])
 end
 return 1

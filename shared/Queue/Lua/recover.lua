@@ -7,12 +7,14 @@
 -- KEYS[5]: conveyor:{q}:state           hash  id -> "attempt|maxAttempts|dueAt|lastError"
 -- KEYS[6]: conveyor:{q}:dead            zset  id -> died at (ms)
 -- KEYS[7]: conveyor:{q}:watch           string "<last visit ms>|<watching since ms>" (watch.lua)
+-- KEYS[last]: conveyor:{q}:history  hash  "<minute>:<e|p|f>" -> jobs (count in _lib.lua); always the last entry
 -- ARGV[1]: wake-up channel
 -- ARGV[2]: consumer id
 -- ARGV[3]: consumer timeout (ms): the consumer is dead when its heartbeat, and the time the custodian started
 --          watching without a gap, are both older than this
 -- ARGV[4]: how many claims to handle at most
 -- Returns: { requeued, killed, claims left } or { -1 } when the consumer is alive (nothing changed)
+local history = table.remove(KEYS)
 local now = now_ms()
 local beat = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[2]))
 local since = tonumber(string.match(redis.call('GET', KEYS[7]) or '', '|(%d+)$')) or now
@@ -32,4 +34,5 @@ local left = redis.call('ZCARD', KEYS[2])
 if left == 0 then
   redis.call('ZREM', KEYS[1], ARGV[2])
 end
+count(history, 'f', requeued + killed, now)
 return { requeued, killed, left }

@@ -9,6 +9,7 @@
 -- KEYS[6]: conveyor:{q}:jobs            hash  id -> record
 -- KEYS[7]: conveyor:{q}:state           hash  id -> "attempt|maxAttempts|dueAt|lastError"
 -- KEYS[8]: conveyor:{q}:dead            zset  id -> died at (ms)
+-- KEYS[last]: conveyor:{q}:history  hash  "<minute>:<e|p|f>" -> jobs (count in _lib.lua); always the last entry
 -- ARGV[1]: wake-up channel
 -- ARGV[2]: runtime consumer id
 -- ARGV[3]: fence: give back every claim with a token up to this one (from watch_runtimes.lua, read before the runtime
@@ -16,6 +17,7 @@
 -- ARGV[4]: how many claims to give back at most
 -- ARGV[5]: lastError of the jobs given back
 -- Returns: { requeued, killed, 1 when claims to give back may be left (call again) else 0 }
+local history = table.remove(KEYS)
 local now = now_ms()
 local fence, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
 local ids, more
@@ -47,4 +49,5 @@ elseif first[2] then
 else
   redis.call('ZREM', KEYS[4], ARGV[2])
 end
+count(history, 'f', requeued + killed, now)
 return { requeued, killed, more and 1 or 0 }

@@ -3,8 +3,10 @@
 -- KEYS[2]: conveyor:{q}:state           hash  id -> "attempt|maxAttempts|dueAt|lastError"
 -- KEYS[3]: conveyor:{q}:scheduled       zset  id -> due time (ms)
 -- KEYS[4]: (runtimes) conveyor:{q}:leases:<cid>  zset  id -> lease deadline: the jobs' leases end too
+-- KEYS[last]: conveyor:{q}:history  hash  "<minute>:<e|p|f>" -> jobs (count in _lib.lua); always the last entry
 -- ARGV[1..]: groups of (job id, claim token, attempts so far, max attempts, backoff ms, error text)
 -- Returns: per group 1 = scheduled, 0 = this consumer no longer holds that claim (nothing changed)
+local history = table.remove(KEYS)
 local now = now_ms()
 local ids, held = held_claims(KEYS[1], 1, 6)
 local result, done, states, due = {}, {}, {}, {}
@@ -28,4 +30,5 @@ chunked('ZADD', KEYS[3], due)
 if KEYS[4] then
   chunked('ZREM', KEYS[4], done)
 end
+count(history, 'f', #done, now)
 return result

@@ -183,7 +183,7 @@ public abstract class OperationAnswersTests
         const string Batch = """{"jobs":[{"type":"echo","payload":1}]}""";
         foreach (var (operation, method, path) in new[]
         {
-            ("ListQueues", "GET", "/api/queues"), ("GetQueue", "GET", $"/api/queues/{q}"),
+            ("ListQueues", "GET", "/api/queues"), ("GetQueue", "GET", $"/api/queues/{q}"), ("GetQueueHistory", "GET", $"/api/queues/{q}/history"),
             ("EnqueueJob", "POST", $"/api/queues/{q}/jobs"), ("EnqueueJobs", "POST", $"/api/queues/{q}/jobs/batch"),
             ("GetJob", "GET", $"/api/queues/{q}/jobs/nope"), ("ListDeadJobs", "GET", $"/api/queues/{q}/dead"),
             ("RequeueAllDeadJobs", "POST", $"/api/queues/{q}/dead/requeue"), ("RequeueDeadJob", "POST", $"/api/queues/{q}/dead/nope/requeue"),
@@ -198,6 +198,7 @@ public abstract class OperationAnswersTests
         }
         yield return new Call("GetHealth", "GET", "/api/health", Key: false);
         yield return new Call("GetQueue", "GET", $"/api/queues/{BadQueue}");
+        yield return new Call("GetQueueHistory", "GET", $"/api/queues/{BadQueue}/history");
         yield return new Call("EnqueueJob", "POST", $"/api/queues/{BadQueue}/jobs", Job);
         yield return new Call("EnqueueJob", "POST", $"/api/queues/{q}/jobs", "{");
         yield return new Call("EnqueueJob", "POST", $"/api/queues/{q}/jobs", Job, "text/plain");
@@ -257,6 +258,7 @@ public abstract class OperationAnswersTests
         new("GetHealth", "GET", "/api/health", Key: false),
         new("ListQueues", "GET", "/api/queues"),
         new("GetQueue", "GET", $"/api/queues/{q}"),
+        new("GetQueueHistory", "GET", $"/api/queues/{q}/history"),
         new("EnqueueJob", "POST", $"/api/queues/{q}/jobs", """{"type":"echo","payload":1}"""),
         new("EnqueueJobs", "POST", $"/api/queues/{q}/jobs/batch", """{"jobs":[{"type":"echo","payload":1}]}"""),
         new("GetJob", "GET", $"/api/queues/{q}/jobs/some-job"),

@@ -3,6 +3,8 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Conveyor.Dashboard;
+using Conveyor.Queue;
+using Conveyor.Storage;
 using Conveyor.Tests.Infrastructure;
 using Microsoft.Playwright;
 
@@ -74,6 +76,22 @@ public sealed class DashboardBrowserTests(SelfHostApp app, Chromium chromium) : 
         Assert.Equal(3, api.GetProperty("ready").GetInt64());
         // Ready jobs and no live consumer: the row stands out (idle, or unserved once the scheduler has seen it long enough).
         Assert.Matches("^(idle|unserved)$", await row.GetAttributeAsync("class") ?? "");
+
+        // The last hour as an inline SVG drawn on the server, its totals those of the history API, also its accessible name.
+        var history = await app.Client.GetFromJsonAsync<JsonElement>($"/api/queues/{queue}/history");
+        Assert.Equal(4, history.GetProperty("totalEnqueued").GetInt64());
+        var chart = row.Locator("figure.history");
+        foreach (var total in new[] { "enqueued", "processed", "failed" })
+        {
+            var expected = history.GetProperty("total" + char.ToUpperInvariant(total[0]) + total[1..]).GetInt64();
+            Assert.Equal(expected, long.Parse((await chart.GetAttributeAsync($"data-{total}"))!, CultureInfo.InvariantCulture));
+        }
+        var label = await chart.Locator("svg[role=img]").GetAttributeAsync("aria-label");
+        Assert.Contains("4 enqueued, 0 processed, 0 failed", label, StringComparison.Ordinal);
+        Assert.Equal(label, await chart.Locator("svg > title").TextContentAsync());
+        Assert.Equal(3, await chart.Locator("svg polyline").CountAsync());
+        Assert.Equal(QueueHistory.Minutes, (await chart.Locator("svg polyline.enqueued").GetAttributeAsync("points"))!.Split(' ').Length);
+        Assert.True(await chart.Locator("svg").IsVisibleAsync());
         await ShotAsync(page, "overview");
     }
 
@@ -108,6 +126,28 @@ public sealed class DashboardBrowserTests(SelfHostApp app, Chromium chromium) : 
         Assert.Equal(HttpStatusCode.NotFound, (await app.Client.GetAsync($"/api/queues/{app.Queue}/jobs/{gone}")).StatusCode);
         Assert.Single(await app.ProbeRunsAsync(gone));
         Assert.Equal(0, await page.Locator($"tr[data-job='{gone}']").CountAsync());
+    }
+
+    [Fact]
+    public async Task A_running_job_shows_its_consumer_and_since_when_it_runs()
+    {
+        var db = (await TestRedis.GetAsync()).GetDatabase();
+        var before = await RedisTime.NowMsAsync(db);
+        var id = await EnqueueAsync(app.Queue, JsonSerializer.Serialize(new { type = "probe", payload = new { holdMs = 20_000 } }));
+        await Wait.UntilAsync(async () => await StateAsync(id) == "running", $"job {id} is running");
+        var after = await RedisTime.NowMsAsync(db);
+        var page = await SignedInPageAsync();
+
+        await page.GotoAsync($"{Base}/queues/{app.Queue}");
+
+        var row = page.Locator($"table[data-list=running] tr[data-job='{id}']");
+        var consumer = await row.Locator("td").Nth(3).InnerTextAsync();
+        Assert.False(string.IsNullOrWhiteSpace(consumer));
+        var since = long.Parse((await row.Locator("td[data-since]").GetAttributeAsync("data-since"))!, CultureInfo.InvariantCulture);
+        Assert.InRange(since, before, after);
+        // The script shows it in the browser's zone with its age.
+        Assert.Matches(@"\((in )?\d+ (s|min)( ago)?\)", await row.Locator("td[data-since] time").InnerTextAsync());
+        await ShotAsync(page, "queue-running");
     }
 
     [Fact]

@@ -62,21 +62,21 @@ internal sealed class FakeConsumer(IDatabase db, string queue)
     public async Task<long[]> AckAsync(params (string Id, long Token)[] claims)
     {
         var args = claims.SelectMany(c => new RedisValue[] { c.Id, c.Token }).ToArray();
-        var reply = (RedisResult[])(await LuaScripts.Ack.RunAsync(db, [_keys.Inflight(Id), _keys.Jobs, _keys.State], args))!;
+        var reply = (RedisResult[])(await LuaScripts.Ack.RunAsync(db, [_keys.Inflight(Id), _keys.Jobs, _keys.State, _keys.History], args))!;
         return [.. reply.Select(r => (long)r)];
     }
 
     public async Task<long[]> RetryAsync(params (string Id, long Token)[] claims)
     {
         var args = claims.SelectMany(c => new RedisValue[] { c.Id, c.Token, 1, 20, 0, "late" }).ToArray();
-        var reply = (RedisResult[])(await LuaScripts.Retry.RunAsync(db, [_keys.Inflight(Id), _keys.State, _keys.Scheduled], args))!;
+        var reply = (RedisResult[])(await LuaScripts.Retry.RunAsync(db, [_keys.Inflight(Id), _keys.State, _keys.Scheduled, _keys.History], args))!;
         return [.. reply.Select(r => (long)r)];
     }
 
     public async Task<long[]> KillAsync(params (string Id, long Token)[] claims)
     {
         var args = claims.SelectMany(c => new RedisValue[] { c.Id, c.Token, 1, 20, 0, "late" }).ToArray();
-        var reply = (RedisResult[])(await LuaScripts.Kill.RunAsync(db, [_keys.Inflight(Id), _keys.State, _keys.Dead], args))!;
+        var reply = (RedisResult[])(await LuaScripts.Kill.RunAsync(db, [_keys.Inflight(Id), _keys.State, _keys.Dead, _keys.History], args))!;
         return [.. reply.Select(r => (long)r)];
     }
 

@@ -65,7 +65,7 @@ public sealed class ClusterTests
         await LuaScripts.Extend.RunAsync(host.Db, [keys.Inflight(runtime), keys.Leases(runtime)], [60_000, (RedisValue)claimed[2], (RedisValue)claimed[1]]);
         var released = (RedisResult[])(await LuaScripts.Release.RunAsync(
             host.Db,
-            [keys.Consumers, keys.Inflight(runtime), keys.Leases(runtime), keys.Expiring, keys.Ready, keys.Jobs, keys.State, keys.Dead],
+            [keys.Consumers, keys.Inflight(runtime), keys.Leases(runtime), keys.Expiring, keys.Ready, keys.Jobs, keys.State, keys.Dead, keys.History],
             [keys.Signal.ToString(), runtime, (long)claimed[1], 10, "offline"]))!;
         Assert.Equal(1, (long)released[0] + (long)released[1]);
         await host.Custodian.RunOnceAsync(CancellationToken.None); // also trims the dead set

@@ -38,6 +38,7 @@ public sealed class QueueRegistryTests
         await host.Producer.EnqueueAsync("busy", new JobRequest("probe", "{}"));
 
         Assert.Equal(0, (await host.Custodian.RunOnceAsync(CancellationToken.None)).DroppedQueues); // starts the empty clock
+        Assert.True(await host.Db.KeyExistsAsync(new QueueKeys(done).History), "the emptied queue's jobs were counted");
         await BackdateIdleAsync(host, done, TimeSpan.FromMinutes(11));
         await BackdateIdleAsync(host, "busy", TimeSpan.FromMinutes(11)); // not empty: its clock does not count
         var result = await host.Custodian.RunOnceAsync(CancellationToken.None);

@@ -26,7 +26,7 @@ public sealed class ScriptBoundsTests
             args.AddRange([$"job-{i}", JobRecord.OpenHeader("probe", 3, null), $"{i}", 3, ""]);
         }
         var enqueued = (RedisResult[])(await LuaScripts.Enqueue.RunAsync(
-            host.Db, [keys.Jobs, keys.State, keys.Ready, keys.Scheduled, keys.Registered, keys.Idle], [.. args]))!;
+            host.Db, [keys.Jobs, keys.State, keys.Ready, keys.Scheduled, keys.Registered, keys.Idle, keys.History], [.. args]))!;
         Assert.Equal(Many, enqueued.Skip(1).Count(r => (long)r == 1));
 
         var consumer = new FakeConsumer(host.Db, queue);
@@ -60,7 +60,7 @@ public sealed class ScriptBoundsTests
         await crashed.BackdateHeartbeatAsync(TimeSpan.FromMinutes(5));
 
         var reply = (RedisResult[])(await LuaScripts.Recover.RunAsync(
-            host.Db, [keys.Consumers, keys.Inflight(crashed.Id), keys.Ready, keys.Jobs, keys.State, keys.Dead, keys.Watch],
+            host.Db, [keys.Consumers, keys.Inflight(crashed.Id), keys.Ready, keys.Jobs, keys.State, keys.Dead, keys.Watch, keys.History],
             [keys.Signal.ToString(), crashed.Id, 30_000, Many]))!;
 
         Assert.Equal([Many, 0, 0], reply.Select(r => (long)r));
@@ -127,7 +127,7 @@ public sealed class ScriptBoundsTests
 
         var released = (RedisResult[])(await LuaScripts.Release.RunAsync(
             host.Db,
-            [keys.Consumers, keys.Inflight(runtime), keys.Leases(runtime), keys.Expiring, keys.Ready, keys.Jobs, keys.State, keys.Dead],
+            [keys.Consumers, keys.Inflight(runtime), keys.Leases(runtime), keys.Expiring, keys.Ready, keys.Jobs, keys.State, keys.Dead, keys.History],
             [keys.Signal.ToString(), runtime, token, Many + 1, "runtime went offline"]))!;
         Assert.Equal([Many, 0, 0], released.Select(r => (long)r));
         Assert.Equal(ids.Order(), (await host.Db.ListRangeAsync(keys.Ready)).Select(v => v.ToString()).Order());

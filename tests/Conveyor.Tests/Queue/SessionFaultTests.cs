@@ -249,7 +249,7 @@ public sealed class SessionFaultTests
         var consumer = (await host.Db.SortedSetRangeByRankAsync($"conveyor:{{{queue}}}:consumers")).Single();
         var keys = new QueueKeys(queue);
         var reply = (RedisResult[])(await LuaScripts.Recover.RunAsync(
-            host.Db, [keys.Consumers, keys.Inflight(consumer!), keys.Ready, keys.Jobs, keys.State, keys.Dead, keys.Watch],
+            host.Db, [keys.Consumers, keys.Inflight(consumer!), keys.Ready, keys.Jobs, keys.State, keys.Dead, keys.Watch, keys.History],
             [keys.Signal.ToString(), consumer, -60_000, 5]))!;
         Assert.Equal(7, (long)reply[2]); // 5 of 12 recovered so far
         await Wait.UntilAsync(() => host.Logs.Entries.Any(e => e.Message.Contains("was taken for dead", StringComparison.Ordinal)), "its next beat finds it taken for dead");
