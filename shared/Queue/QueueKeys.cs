@@ -50,13 +50,13 @@ internal sealed class QueueKeys
     public string Queue { get; }
     public string Prefix { get; }
 
-    /// <summary>Job id → header JSON (type, maxAttempts, traceParent, enqueuedAt), written once; see <see cref="JobRecord"/>.</summary>
+    /// <summary>Job id → record: header JSON (type, maxAttempts, traceParent, enqueuedAt), a newline, the raw payload; written once; see <see cref="JobRecord"/>.</summary>
     public RedisKey Jobs { get; }
 
     /// <summary>Job id → the small mutable state <c>attempt|maxAttempts|dueAt|lastError</c>.</summary>
     public RedisKey State { get; }
 
-    /// <summary>Job id → payload, raw JSON. No transition reads or copies it.</summary>
+    /// <summary>Job id → payload, raw JSON, of jobs stored by the second layout only (claim joins them into their record); see <see cref="JobRecord"/>.</summary>
     public RedisKey Payloads { get; }
 
     /// <summary>Present while the queue is listed in <see cref="Queues"/>; enqueue writes nothing without it.</summary>

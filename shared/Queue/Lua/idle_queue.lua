@@ -1,7 +1,7 @@
 -- Watches whether a queue is empty, and forgets it once it has been empty long enough. Empty means no
 -- job in any state and no consumer. The custodian takes the queue out of conveyor:queues (another
 -- hash slot) before it asks to drop it, and lists it again when this script keeps it.
--- KEYS[1]: conveyor:{q}:jobs        hash  id -> header
+-- KEYS[1]: conveyor:{q}:jobs        hash  id -> record
 -- KEYS[2]: conveyor:{q}:ready       list
 -- KEYS[3]: conveyor:{q}:scheduled   zset
 -- KEYS[4]: conveyor:{q}:dead        zset
