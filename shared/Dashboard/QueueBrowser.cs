@@ -122,7 +122,7 @@ public sealed class QueueBrowser(RedisConnection redis, QueueAdmin admin, Runtim
         var keys = new QueueKeys(queue);
         var db = await redis.GetDatabaseAsync();
         var batch = db.CreateBatch();
-        var peek = PeekAsync(batch, keys, [id], options.Value.MaxPayloadBytes);
+        var peek = QueueAdmin.PeekAsync(batch, keys, [id], options.Value.MaxPayloadBytes, skipUnreadable: true);
         var scheduled = batch.SortedSetScoreAsync(keys.Scheduled, id);
         var dead = batch.SortedSetScoreAsync(keys.Dead, id);
         var consumers = batch.SortedSetRangeByRankAsync(keys.Consumers, 0, MaxConsumersPerQueue - 1);
@@ -232,7 +232,7 @@ public sealed class QueueBrowser(RedisConnection redis, QueueAdmin admin, Runtim
         {
             return [];
         }
-        var peeked = await PeekAsync(db, keys, [.. items.Select(i => i.Id)], 0);
+        var peeked = await QueueAdmin.PeekAsync(db, keys, [.. items.Select(i => i.Id)], 0, skipUnreadable: true);
         var rows = new List<JobRow>(items.Count);
         for (var i = 0; i < items.Count; i++)
         {
@@ -243,35 +243,6 @@ public sealed class QueueBrowser(RedisConnection redis, QueueAdmin admin, Runtim
                 : new JobRow(id!, record.Type, record.Attempt, record.MaxAttempts, FromMs(record.EnqueuedAt), at, record.LastError, consumer, since));
         }
         return rows;
-    }
-
-    /// <summary>
-    /// Jobs' headers and states, with each payload only when it is at most <paramref name="maxPayloadBytes"/> (peek.lua): a
-    /// record holds its payload, and a page must not read 25 of them. Null for an id without a job, or one whose record
-    /// is unreadable (shown without a type: the processor kills such a job when it claims it).
-    /// </summary>
-    private static async Task<(JobRecord Record, long PayloadBytes)?[]> PeekAsync(IDatabaseAsync db, QueueKeys keys, RedisValue[] ids, int maxPayloadBytes)
-    {
-        var reply = (RedisResult[])(await LuaScripts.Peek.RunAsync(db, [keys.Jobs, keys.State, keys.Payloads], [maxPayloadBytes, .. ids]))!;
-        var peeked = new (JobRecord, long)?[ids.Length];
-        for (var i = 0; i < ids.Length; i++)
-        {
-            var header = (RedisValue)reply[4 * i];
-            if (header.IsNull)
-            {
-                continue;
-            }
-            try
-            {
-                var record = JobRecord.Read(header, (RedisValue)reply[4 * i + 1], (RedisValue)reply[4 * i + 3]);
-                var bytes = (long)reply[4 * i + 2];
-                peeked[i] = (record, bytes < 0 ? Encoding.UTF8.GetByteCount(record.Payload) : bytes);
-            }
-            catch (InvalidDataException)
-            {
-            }
-        }
-        return peeked;
     }
 
     /// <summary>Indented JSON for reading; raw text when it is not JSON.</summary>

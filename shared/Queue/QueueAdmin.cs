@@ -19,15 +19,13 @@ public sealed class QueueAdmin(RedisConnection redis, IOptions<QueueOptions>? op
         var keys = new QueueKeys(queue);
         var db = await redis.GetDatabaseAsync();
         var batch = db.CreateBatch();
-        var record = batch.HashGetAsync(keys.Jobs, id);
-        var jobState = batch.HashGetAsync(keys.State, id);
-        var payload = batch.HashGetAsync(keys.Payloads, id);
+        var peek = PeekAsync(batch, keys, [id], int.MaxValue, skipUnreadable: false);
         var scheduled = batch.SortedSetScoreAsync(keys.Scheduled, id);
         var dead = batch.SortedSetScoreAsync(keys.Dead, id);
         var consumers = batch.SortedSetRangeByRankAsync(keys.Consumers);
         batch.Execute();
-        await Task.WhenAll(record, jobState, payload, scheduled, dead, consumers);
-        if ((await record).IsNull)
+        await Task.WhenAll(peek, scheduled, dead, consumers);
+        if ((await peek)[0] is not ({ } record, _))
         {
             return null;
         }
@@ -46,7 +44,7 @@ public sealed class QueueAdmin(RedisConnection redis, IOptions<QueueOptions>? op
             var claims = await Task.WhenAll((await consumers).Select(c => db.SortedSetScoreAsync(keys.Inflight(c!), id)));
             state = claims.Any(c => c.HasValue) ? JobState.Running : JobState.Ready;
         }
-        return ToInfo(queue, id, state, JobRecord.Read(await record, await jobState, await payload), await dead);
+        return ToInfo(queue, id, state, record, await dead);
     }
 
     /// <summary>Every registered queue (a queue is registered by its first job and dropped after staying empty), sorted.</summary>
@@ -125,18 +123,12 @@ public sealed class QueueAdmin(RedisConnection redis, IOptions<QueueOptions>? op
             return [];
         }
         var ids = Array.ConvertAll(entries, e => e.Element);
-        var batch = db.CreateBatch();
-        var records = batch.HashGetAsync(keys.Jobs, ids);
-        var states = batch.HashGetAsync(keys.State, ids);
-        var payloads = batch.HashGetAsync(keys.Payloads, ids);
-        batch.Execute();
-        await Task.WhenAll(records, states, payloads);
+        var peeked = await PeekAsync(db, keys, ids, int.MaxValue, skipUnreadable: false);
         var jobs = new List<JobInfo>(ids.Length);
         for (var i = 0; i < ids.Length; i++)
         {
-            if (!(await records)[i].IsNull)
+            if (peeked[i] is ({ } record, _))
             {
-                var record = JobRecord.Read((await records)[i], (await states)[i], (await payloads)[i]);
                 jobs.Add(ToInfo(queue, ids[i]!, JobState.Dead, record, entries[i].Score));
             }
         }
@@ -186,6 +178,39 @@ public sealed class QueueAdmin(RedisConnection redis, IOptions<QueueOptions>? op
     }
 
     private static RedisKey[] DeadSetKeys(QueueKeys keys) => [keys.Dead, keys.Jobs, keys.State, keys.Ready];
+
+    /// <summary>
+    /// Jobs' records and states, read together by one script (peek.lua): a pipelined HGET of each could straddle an ack
+    /// and find a record without its state. Each payload comes back only when it is at most
+    /// <paramref name="maxPayloadBytes"/> (its size always), so a page of jobs does not carry their payloads. Null for an
+    /// id without a job, and with <paramref name="skipUnreadable"/> for one whose record is unreadable (the processor
+    /// kills such a job when it claims it).
+    /// </summary>
+    /// <exception cref="InvalidDataException">A record is unreadable and <paramref name="skipUnreadable"/> is false.</exception>
+    internal static async Task<(JobRecord Record, long PayloadBytes)?[]> PeekAsync(
+        IDatabaseAsync db, QueueKeys keys, RedisValue[] ids, int maxPayloadBytes, bool skipUnreadable)
+    {
+        var reply = (RedisResult[])(await LuaScripts.Peek.RunAsync(db, [keys.Jobs, keys.State, keys.Payloads], [maxPayloadBytes, .. ids]))!;
+        var peeked = new (JobRecord, long)?[ids.Length];
+        for (var i = 0; i < ids.Length; i++)
+        {
+            var header = (RedisValue)reply[4 * i];
+            if (header.IsNull)
+            {
+                continue;
+            }
+            try
+            {
+                var record = JobRecord.Read(header, (RedisValue)reply[4 * i + 1], (RedisValue)reply[4 * i + 3]);
+                var bytes = (long)reply[4 * i + 2];
+                peeked[i] = (record, bytes < 0 ? System.Text.Encoding.UTF8.GetByteCount(record.Payload) : bytes);
+            }
+            catch (InvalidDataException) when (skipUnreadable)
+            {
+            }
+        }
+        return peeked;
+    }
 
     private static JobInfo ToInfo(string queue, string id, JobState state, JobRecord record, double? diedAt) => new(
         id,
