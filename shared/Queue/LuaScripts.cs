@@ -69,7 +69,7 @@ internal static class LuaScripts
     [
         Wake, Unserved,
         Enqueue, Beat, Claim, Ack, Retry, Kill, ReturnUnstarted, Deregister, Promote, Watch, Recover, RequeueDead, DeleteDead, TrimDead, IdleQueue,
-        Extend, WatchRuntimes, Release,
+        Extend, WatchRuntimes, Release, Peek,
     ];
 
     /// <summary>
