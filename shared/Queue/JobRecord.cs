@@ -15,7 +15,10 @@ namespace Conveyor.Queue;
 /// ends it; a process of an earlier layout fails to parse the record (trailing data after the header) and kills the job
 /// visibly instead of running it without its payload;</item>
 /// <item>the state in <c>conveyor:{q}:state</c>: <c>attempt|maxAttempts|dueAt|lastError</c>, the only part retry,
-/// kill and recovery rewrite (plain text: the scripts format it without a JSON codec).</item>
+/// kill and recovery rewrite (plain text: the scripts format it without a JSON codec). Enqueue writes none: until a
+/// transition does, a job is on its first attempt, due at the header's <c>dueAt</c> (given only for a scheduled job) or
+/// when it was enqueued, so a job that succeeds first time costs Redis one entry. A claim writes the state of a record
+/// over 1 KiB, so that no transition reads one (<c>_lib.lua</c>).</item>
 /// </list>
 /// Two earlier layouts may still be stored, and are read too: the first (one JSON record holding everything, the payload
 /// as an escaped string, no state) and the second (header JSON without the newline, the payload raw in
@@ -25,22 +28,32 @@ namespace Conveyor.Queue;
 internal sealed record JobRecord(
     string Type, string Payload, int Attempt, int MaxAttempts, string? TraceParent, long EnqueuedAt, long DueAt, string? LastError)
 {
-    /// <summary>Reads a job from its record and state (null for the first layout), and the payload of a record of the second layout when read apart.</summary>
+    /// <summary>
+    /// Reads a job from its record and state (null before a first transition, and for the first layout), and the payload
+    /// of a record of the second layout when read apart.
+    /// </summary>
     /// <exception cref="InvalidDataException">The parts are not a job record.</exception>
     public static JobRecord Read(RedisValue record, RedisValue state, RedisValue secondLayoutPayload = default)
     {
         var bytes = ((ReadOnlyMemory<byte>)record).Span;
-        if (state.IsNull)
+        var newline = bytes.IndexOf((byte)'\n');
+        if (state.IsNull && newline < 0)
         {
             // First layout: everything in one JSON record.
             var all = ParseHeader(bytes);
             return new JobRecord(all.Type, all.Payload ?? "null", all.Attempt, all.MaxAttempts, all.TraceParent, all.EnqueuedAt, all.DueAt, all.LastError);
         }
-        var newline = bytes.IndexOf((byte)'\n');
         var header = ParseHeader(newline < 0 ? bytes : bytes[..newline]);
         var payload = newline >= 0
             ? Encoding.UTF8.GetString(bytes[(newline + 1)..])
             : secondLayoutPayload.IsNull ? "null" : (string)secondLayoutPayload!;
+        if (state.IsNull)
+        {
+            // No transition yet: the first attempt, due when enqueued unless the header says otherwise.
+            return new JobRecord(
+                header.Type, payload, 0, header.MaxAttempts, header.TraceParent, header.EnqueuedAt,
+                header.DueAt > 0 ? header.DueAt : header.EnqueuedAt, null);
+        }
         var (attempt, maxAttempts, dueAt, lastError) = ParseState(state!);
         return new JobRecord(header.Type, payload, attempt, maxAttempts, header.TraceParent, header.EnqueuedAt, dueAt, lastError);
     }
@@ -92,7 +105,7 @@ internal sealed record JobRecord(
         return (attempt, maxAttempts, dueAt, third + 1 == state.Length ? null : state[(third + 1)..]);
     }
 
-    /// <summary>The header JSON; the fields after <see cref="EnqueuedAt"/> are set only in records of the first layout.</summary>
+    /// <summary>The header JSON: <see cref="DueAt"/> is set for a scheduled job; payload, attempt and lastError only in records of the first layout.</summary>
     internal sealed class Header
     {
         [JsonPropertyName("type")] public string Type { get; set; } = "";

@@ -69,7 +69,7 @@ public sealed class Producer(RedisConnection redis, IOptions<QueueOptions> optio
         activity?.SetTag("messaging.batch.message_count", jobs.Count);
         var traceParent = Activity.Current?.Id;
 
-        var args = new RedisValue[1 + 5 * jobs.Count];
+        var args = new RedisValue[1 + 4 * jobs.Count];
         args[0] = keys.Signal.ToString();
         // Jobs of a batch mostly share their type and attempts, so their headers are one string.
         (string Type, int MaxAttempts, RedisValue Header) shared = ("", 0, RedisValue.Null);
@@ -81,11 +81,10 @@ public sealed class Producer(RedisConnection redis, IOptions<QueueOptions> optio
             {
                 shared = (job.Type, maxAttempts, JobRecord.OpenHeader(job.Type, maxAttempts, traceParent));
             }
-            args[1 + 5 * i] = ids[i];
-            args[2 + 5 * i] = shared.Header;
-            args[3 + 5 * i] = job.Payload;
-            args[4 + 5 * i] = maxAttempts;
-            args[5 + 5 * i] = job switch
+            args[1 + 4 * i] = ids[i];
+            args[2 + 4 * i] = shared.Header;
+            args[3 + 4 * i] = job.Payload;
+            args[4 + 4 * i] = job switch
             {
                 { Delay: { } delay } => "+" + (long)delay.TotalMilliseconds,
                 { RunAt: { } runAt } => "@" + runAt.ToUnixTimeMilliseconds(),
@@ -98,7 +97,7 @@ public sealed class Producer(RedisConnection redis, IOptions<QueueOptions> optio
         for (var registrations = 0; ; registrations++)
         {
             reply = (RedisResult[])(await LuaScripts.Enqueue.RunAsync(
-                db, [keys.Jobs, keys.State, keys.Ready, keys.Scheduled, keys.Registered, keys.Idle, keys.History], args))!;
+                db, [keys.Jobs, keys.Ready, keys.Scheduled, keys.Registered, keys.Idle, keys.History], args))!;
             if ((long)reply[0] >= 0)
             {
                 break;

@@ -257,13 +257,14 @@ public sealed class RuntimeClaims(
         foreach (var (queue, group) in ByQueue(parsed))
         {
             var keys = new QueueKeys(queue);
-            // The state is stable while this runtime holds the claim; if it does not, the fenced scripts below refuse.
-            var states = await db.HashGetAsync(keys.State, [.. group.Select(c => (RedisValue)c.Token.JobId)]);
+            // The state is stable while this runtime holds the claim; if it does not, the fenced scripts below refuse. A job
+            // with no state yet has it read from its header (peek.lua), its payload left in Redis.
+            var states = await QueueAdmin.PeekAsync(db, keys, [.. group.Select(c => (RedisValue)c.Token.JobId)], 0, skipUnreadable: true);
             List<Completion> retries = [], kills = [];
             for (var i = 0; i < group.Count; i++)
             {
                 var (index, claim) = group[i];
-                if (states[i].IsNull)
+                if (states[i] is not ({ } record, _))
                 {
                     results[index] = Lost(claims[index]!, queue);
                     continue;
@@ -271,8 +272,7 @@ public sealed class RuntimeClaims(
                 var failure = failures[index]!;
                 var error = failure.Error ?? "";
                 error = error.Length <= MaxErrorLength ? error : error[..MaxErrorLength];
-                var (attempt, maxAttempts, dueAt) = ReadState(states[i]!);
-                attempt++;
+                var (attempt, maxAttempts, dueAt) = (record.Attempt + 1, record.MaxAttempts, record.DueAt);
                 var bytes = System.Text.Encoding.UTF8.GetByteCount(error);
                 if (failure.Retry && attempt < maxAttempts)
                 {
@@ -459,19 +459,6 @@ public sealed class RuntimeClaims(
     {
         ConveyorTelemetry.LostClaims.Add(1, ConveyorTelemetry.QueueTag(queue));
         return new ClaimResult(claim, ClaimOutcome.Lost);
-    }
-
-    private static (int Attempt, int MaxAttempts, long DueAt) ReadState(string state)
-    {
-        try
-        {
-            var (attempt, maxAttempts, dueAt, _) = JobRecord.ParseState(state);
-            return (attempt, maxAttempts, dueAt);
-        }
-        catch (InvalidDataException)
-        {
-            return (0, 1, 0); // Unreadable: its one attempt is spent, so it goes to the dead set, visibly.
-        }
     }
 
     /// <summary>A retry or kill to send: its claim, the error bytes it passes, its script arguments.</summary>

@@ -57,13 +57,30 @@ local function format_state(attempt, max, due, err)
   return attempt .. '|' .. max .. '|' .. due .. '|' .. err
 end
 
--- A job is two entries under one id: its record in conveyor:{q}:jobs, "<header JSON>\n<payload>" (written once at
--- enqueue; the header JSON holds no raw newline), and its state in conveyor:{q}:state (the only part transitions
--- rewrite). Two older layouts may still be stored: the first (a JSON record holding everything, the payload as an
--- escaped string, no state) and the second (header JSON without the newline, the payload raw in conveyor:{q}:payloads).
+-- A job is a record in conveyor:{q}:jobs, "<header JSON>\n<payload>" (written once at enqueue; the header JSON holds
+-- no raw newline), and a state in conveyor:{q}:state, "attempt|maxAttempts|dueAt|lastError", the only part transitions
+-- rewrite. Enqueue writes no state: until a transition writes one, a job is on its first attempt and its state is read
+-- from the header (first_state), so a job that succeeds first time costs Redis one hash entry, not two. A transition
+-- never decodes or re-encodes payload bytes, and reads a record only while it is at most SMALL_RECORD bytes (header
+-- included): a claim writes the state of a larger record, so that a recovery finds it. Three older layouts may still
+-- be stored: the first (a JSON record holding everything, the payload as an escaped string, no state: no raw newline
+-- either), the second (header JSON without the newline, the payload raw in conveyor:{q}:payloads, always a state) and
+-- the third (the current record, its state written at enqueue).
+local SMALL_RECORD = 1024
 
--- The state of job id (KEYS of the caller: jobs and state hashes), or nil when there is no such job. A job of the
--- first layout is rewritten here, once, as record and state; no later transition decodes it again.
+-- The state of a job with no transition yet, from its header JSON (as enqueue.lua writes it: maxAttempts before
+-- enqueuedAt, dueAt last and only for a job enqueued with a due time): first attempt, due when enqueued unless it says
+-- dueAt. Matched, not decoded. A JSON string in the header cannot hold the quoted names (its quotes are escaped), and
+-- the header is cut from the record first, so the payload is never scanned.
+local function first_state(header)
+  return '0|' .. (string.match(header, '"maxAttempts":(%d+)') or '1') .. '|'
+    .. (string.match(header, '"dueAt":(%d+)}$') or string.match(header, '"enqueuedAt":(%d+)') or '0') .. '|'
+end
+
+-- The state of job id (KEYS of the caller: jobs and state hashes), or nil when there is no such job. A job with no
+-- transition yet has its state read from the header (not written: the caller writes what it changes). A job of the
+-- first layout is rewritten here, once, as record and state; no later transition decodes it again (an unreadable one
+-- keeps its record as it is, and gets a state that says so).
 local function job_state(jobs, state, id)
   local s = redis.call('HGET', state, id)
   if s then
@@ -73,9 +90,16 @@ local function job_state(jobs, state, id)
   if not record then
     return nil
   end
+  local newline = string.find(record, '\n', 1, true)
+  if newline then
+    -- No transition yet: a record claimed without a state is at most SMALL_RECORD bytes (claim.lua).
+    return first_state(string.sub(record, 1, newline - 1))
+  end
   local ok, job = pcall(cjson.decode, record)
   if not ok or type(job) ~= 'table' then
-    job = { lastError = 'the job record is unreadable' }
+    s = format_state(0, 1, 0, 'the job record is unreadable')
+    redis.call('HSET', state, id, s)
+    return s
   end
   local header = {
     type = type(job.type) == 'string' and job.type or '',

@@ -5,7 +5,7 @@
 -- KEYS[2]: conveyor:{q}:ready           list  ids ready to run
 -- KEYS[3]: conveyor:{q}:inflight:<cid>  zset  id -> claim token of this consumer
 -- KEYS[4]: conveyor:{q}:jobs            hash  id -> record "<header JSON>\n<payload>" (_lib.lua)
--- KEYS[5]: conveyor:{q}:state           hash  id -> "attempt|maxAttempts|dueAt|lastError"
+-- KEYS[5]: conveyor:{q}:state           hash  id -> "attempt|maxAttempts|dueAt|lastError" (_lib.lua: when there is one)
 -- KEYS[6]: conveyor:{q}:payloads        hash  id -> payload of a job stored by the second layout (joined here, once)
 -- KEYS[7]: conveyor:{q}:seq             string, claim token counter: token = max(counter + 1, now ms * 1000), so tokens only
 --                                       grow (even across a queue's drop) and floor(token / 1000) is the claim's time (ms)
@@ -21,7 +21,8 @@
 -- ARGV[5]: the largest payload a job may have (bytes): records are read in calls that cannot pass ARGV[4] by much
 -- ARGV[6]: (runtimes) lease (ms): the claims expire this long from now unless extended
 -- Returns: { -1 } when the processor is unknown, taken for dead or past the timeout (nothing claimed),
---          else { now ms, claim token, then per job: id, record, state }
+--          else { now ms, claim token, then per job: id, record, state (nil: never claimed before, a small record
+--          whose state the reader takes from its header) }
 local now = now_ms()
 local lease = tonumber(ARGV[6])
 if not lease then
@@ -74,13 +75,24 @@ local states = gathered('HMGET', KEYS[5], ids, 1, kept)
 -- Jobs of the second layout exist only while their payloads hash does.
 local second = redis.call('EXISTS', KEYS[6]) == 1
 local result = { now, token }
-local members, leases = {}, {}
+local members, leases, written = {}, {}, {}
 for n = 1, kept do
   local id, record, s = ids[n], records[n], states[n]
   if record and not s then
-    -- A job of the first layout: rewritten once, then read.
-    s = job_state(KEYS[4], KEYS[5], id)
-    record = redis.call('HGET', KEYS[4], id)
+    local newline = string.find(record, '\n', 1, true)
+    if newline then
+      -- Its first claim. A small record stays the job's only entry (the reader, and a recovery, take the state from
+      -- the header); a larger one gets its state now, so that no transition ever reads it (_lib.lua).
+      if #record > SMALL_RECORD then
+        s = first_state(string.sub(record, 1, newline - 1))
+        written[#written + 1] = id
+        written[#written + 1] = s
+      end
+    else
+      -- A job of the first layout: rewritten once, then read.
+      s = job_state(KEYS[4], KEYS[5], id)
+      record = redis.call('HGET', KEYS[4], id)
+    end
   elseif record and second and not string.find(record, '\n', 1, true) then
     record = joined_record(KEYS[4], KEYS[6], id, record)
   end
@@ -94,9 +106,10 @@ for n = 1, kept do
     end
     result[#result + 1] = id
     result[#result + 1] = record
-    result[#result + 1] = s
+    result[#result + 1] = s or false
   end
 end
+chunked('HSET', KEYS[5], written)
 chunked('ZADD', KEYS[3], members)
 if lease and #leases > 0 then
   -- A runtime never times out on heartbeats here (+inf): the custodian asks its presence instead.

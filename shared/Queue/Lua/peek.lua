@@ -5,8 +5,9 @@
 -- KEYS[3]: conveyor:{q}:payloads  hash  id -> payload of a job stored by the second layout
 -- ARGV[1]: largest payload to return (bytes; 0 = none)
 -- ARGV[2..]: job ids
--- Returns: per id { header, state, payload bytes, payload }: header false when there is no such job; for a job of
---          the first layout (no state) the header is its whole record and the payload bytes -1; payload false when it
+-- Returns: per id { header, state, payload bytes, payload }: header false when there is no such job; the state of a
+--          job with no transition yet read from its header; for a job of the first layout (no state, no newline) the
+--          header is its whole record and the payload bytes -1; payload false when it
 --          is larger than ARGV[1]
 local max = tonumber(ARGV[1])
 local ids = {}
@@ -17,8 +18,11 @@ local result = {}
 for n, id in ipairs(ids) do
   local record, s = records[n], states[n]
   local header, bytes, payload = record, -1, false
+  local newline = record and string.find(record, '\n', 1, true)
+  if newline and not s then
+    s = first_state(string.sub(record, 1, newline - 1))
+  end
   if record and s then
-    local newline = string.find(record, '\n', 1, true)
     if newline then
       header = string.sub(record, 1, newline - 1)
       bytes = #record - newline

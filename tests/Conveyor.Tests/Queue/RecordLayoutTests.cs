@@ -8,9 +8,10 @@ using StackExchange.Redis;
 namespace Conveyor.Tests.Queue;
 
 /// <summary>
-/// The record layout: a record written once (header, newline, raw payload) and a small state apart, so no transition
-/// touches payload bytes; and jobs stored by the two earlier layouts (1: one JSON record with the payload escaped inside;
-/// 2: header, state and payload in three hashes) still run, retry, die and are reported.
+/// The record layout: a record written once (header, newline, raw payload) and a small state apart, written at the
+/// first claim, so no transition touches payload bytes; and jobs stored by the three earlier layouts (1: one JSON
+/// record with the payload escaped inside; 2: header, state and payload in three hashes; 3: the current record with a
+/// state written at enqueue) still run, retry, die and are reported.
 /// </summary>
 public sealed class RecordLayoutTests
 {
@@ -59,9 +60,50 @@ public sealed class RecordLayoutTests
         Assert.Contains(consumer.Id, (await host.Admin.GetJobAsync(queue, ids[2]))!.LastError, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task A_job_is_one_entry_until_a_transition_writes_its_state_and_a_large_record_gets_its_state_at_claim()
+    {
+        await using var host = await EngineHost.StartAsync();
+        var queue = TestRedis.UniqueQueue();
+        var keys = new QueueKeys(queue);
+        var runAt = DateTimeOffset.UtcNow.AddHours(1);
+        var now = (await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "1") { Id = "now", MaxAttempts = 4 })).Id;
+        var later = (await host.Producer.EnqueueAsync(queue, new JobRequest("probe", "2") { Id = "later", MaxAttempts = 2, RunAt = runAt })).Id;
+        var large = (await host.Producer.EnqueueAsync(queue, new JobRequest("probe", $"\"{new string('x', 2000)}\"") { Id = "large", MaxAttempts = 3 })).Id;
+        Assert.Equal(0, await host.Db.HashLengthAsync(keys.State));
+
+        var ready = (await host.Admin.GetJobAsync(queue, now))!;
+        Assert.Equal((JobState.Ready, 0, 4, ready.EnqueuedAt, (string?)null), (ready.State, ready.Attempts, ready.MaxAttempts, ready.DueAt, ready.LastError));
+        var scheduled = (await host.Admin.GetJobAsync(queue, later))!;
+        Assert.Equal((JobState.Scheduled, 0, 2), (scheduled.State, scheduled.Attempts, scheduled.MaxAttempts));
+        Assert.Equal(runAt.ToUnixTimeMilliseconds(), scheduled.DueAt.ToUnixTimeMilliseconds());
+
+        // Claimed: the small record stays one entry; the large one gets its state, so no transition will read it.
+        var crashed = new FakeConsumer(host.Db, queue);
+        await crashed.RegisterAsync();
+        Assert.Equal([now, large], (await crashed.ClaimAsync(2)).Select(c => c.Id));
+        Assert.False(await host.Db.HashExistsAsync(keys.State, now));
+        var largeInfo = (await host.Admin.GetJobAsync(queue, large))!;
+        Assert.Equal($"0|3|{largeInfo.EnqueuedAt.ToUnixTimeMilliseconds()}|", (string)(await host.Db.HashGetAsync(keys.State, large))!);
+
+        // Recovered from a dead consumer: the small one's state read from its header, one attempt counted, written.
+        await crashed.BackdateHeartbeatAsync(TimeSpan.FromMinutes(5));
+        await host.Custodian.RunOnceAsync(CancellationToken.None);
+        Assert.StartsWith("1|4|", (string)(await host.Db.HashGetAsync(keys.State, now))!, StringComparison.Ordinal);
+        Assert.StartsWith("1|3|", (string)(await host.Db.HashGetAsync(keys.State, large))!, StringComparison.Ordinal);
+
+        // Run to the end: acked, nothing of it is left.
+        await using var session = RunningSession.Start(host, queue);
+        await Wait.UntilAsync(async () => await host.Admin.GetJobAsync(queue, now) is null, "the job is acked");
+        var run = host.Probe.Runs.Single(r => r.Id == now);
+        Assert.Equal((2, 4), (run.Attempt, run.MaxAttempts));
+        Assert.False(await host.Db.HashExistsAsync(keys.State, now));
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(2)]
+    [InlineData(3)]
     public async Task A_job_of_an_earlier_layout_runs_with_its_payload_and_is_then_stored_in_the_current_one(int layout)
     {
         await using var host = await EngineHost.StartAsync();
@@ -93,6 +135,7 @@ public sealed class RecordLayoutTests
     [Theory]
     [InlineData(1)]
     [InlineData(2)]
+    [InlineData(3)]
     public async Task A_job_of_an_earlier_layout_is_retried_killed_reported_and_requeued(int layout)
     {
         await using var host = await EngineHost.StartAsync();
@@ -125,6 +168,7 @@ public sealed class RecordLayoutTests
     [Theory]
     [InlineData(1)]
     [InlineData(2)]
+    [InlineData(3)]
     public async Task Jobs_of_an_earlier_layout_held_by_a_dead_consumer_or_dead_are_recovered_requeued_and_deleted(int layout)
     {
         await using var host = await EngineHost.StartAsync();
@@ -161,6 +205,26 @@ public sealed class RecordLayoutTests
     }
 
     [Fact]
+    public async Task A_record_nothing_can_parse_dies_visibly_with_its_bytes_as_they_were()
+    {
+        await using var host = await EngineHost.StartAsync();
+        var queue = TestRedis.UniqueQueue();
+        var keys = new QueueKeys(queue);
+        const string Garbage = "{\"type\":\"probe\", this is not JSON";
+        await host.Db.HashSetAsync(keys.Jobs, "garbage", Garbage);
+        await host.Db.ListRightPushAsync(keys.Ready, "garbage");
+        await host.Db.SetAddAsync(QueueKeys.Queues, queue);
+
+        await using (var session = RunningSession.Start(host, queue))
+        {
+            await Wait.UntilAsync(async () => await host.Db.SortedSetScoreAsync(keys.Dead, "garbage") is not null, "the job dies");
+        }
+        Assert.Equal(Garbage, (string)(await host.Db.HashGetAsync(keys.Jobs, "garbage"))!);
+        Assert.Contains("the job record is unreadable", (string)(await host.Db.HashGetAsync(keys.State, "garbage"))!, StringComparison.Ordinal);
+        Assert.Empty(host.Probe.Runs);
+    }
+
+    [Fact]
     public async Task A_process_of_an_earlier_layout_refuses_a_current_record_instead_of_running_it_without_its_payload()
     {
         await using var host = await EngineHost.StartAsync();
@@ -188,13 +252,22 @@ public sealed class RecordLayoutTests
 
     /// <summary>
     /// Writes a ready job exactly as an earlier layout stored it: 1, one JSON record, the payload an escaped string;
-    /// 2, a header JSON marking the payload as elsewhere, the state, and the raw payload in the payloads hash.
+    /// 2, a header JSON marking the payload as elsewhere, the state, and the raw payload in the payloads hash; 3, the
+    /// current record and a state (written at enqueue until the state became lazy).
     /// </summary>
     private static async Task<string> StoreEarlierLayoutJobAsync(
         EngineHost host, string queue, int layout, string payload, int attempt, int maxAttempts, string? lastError)
     {
         var keys = new QueueKeys(queue);
         var id = Guid.CreateVersion7().ToString();
+        if (layout == 3)
+        {
+            await host.Db.HashSetAsync(keys.Jobs, id, $"{{\"type\":\"probe\",\"maxAttempts\":{maxAttempts},\"enqueuedAt\":1700000000000}}\n{payload}");
+            await host.Db.HashSetAsync(keys.State, id, $"{attempt}|{maxAttempts}|1700000000000|{lastError}");
+            await host.Db.ListRightPushAsync(keys.Ready, id);
+            await host.Db.SetAddAsync(QueueKeys.Queues, queue);
+            return id;
+        }
         if (layout == 2)
         {
             var header = $"{{\"type\":\"probe\",\"maxAttempts\":{maxAttempts},\"payload\":{{\"in\":\"payloads\"}},\"enqueuedAt\":1700000000000}}";

@@ -23,10 +23,10 @@ public sealed class ScriptBoundsTests
         var args = new List<RedisValue> { keys.Signal.ToString() };
         for (var i = 0; i < Many; i++)
         {
-            args.AddRange([$"job-{i}", JobRecord.OpenHeader("probe", 3, null), $"{i}", 3, ""]);
+            args.AddRange([$"job-{i}", JobRecord.OpenHeader("probe", 3, null), $"{i}", ""]);
         }
         var enqueued = (RedisResult[])(await LuaScripts.Enqueue.RunAsync(
-            host.Db, [keys.Jobs, keys.State, keys.Ready, keys.Scheduled, keys.Registered, keys.Idle, keys.History], [.. args]))!;
+            host.Db, [keys.Jobs, keys.Ready, keys.Scheduled, keys.Registered, keys.Idle, keys.History], [.. args]))!;
         Assert.Equal(Many, enqueued.Skip(1).Count(r => (long)r == 1));
 
         var consumer = new FakeConsumer(host.Db, queue);
