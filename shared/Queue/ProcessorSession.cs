@@ -267,10 +267,13 @@ internal sealed class ProcessorSession
         }
     }
 
+    /// <summary>Under load, the room worth a claim: half the prefetch.</summary>
+    private int Refill => Math.Max(1, _options.Prefetch / 2);
+
     private async Task ClaimLoopAsync(TimeSpan? idleTimeout, CancellationToken stop)
     {
         var capacity = _options.Concurrency + _options.Prefetch;
-        var refill = Math.Max(1, _options.Prefetch / 2);
+        var refill = Refill;
         var failures = 0;
         var busy = Stopwatch.GetTimestamp();
         while (!stop.IsCancellationRequested)
@@ -398,16 +401,22 @@ internal sealed class ProcessorSession
     {
         // Off the caller's stack: the claim loop must start without waiting for a worker.
         await Task.Yield();
-        while (true)
+        var capacity = _options.Concurrency + _options.Prefetch;
+        var refill = Refill;
+        while (!stopClaiming.IsCancellationRequested)
         {
-            ClaimedJob job;
-            try
+            if (!_buffer.Reader.TryRead(out var job))
             {
-                job = await _buffer.Reader.ReadAsync(stopClaiming);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
+                // The buffer ran dry: the claim loop claims whatever fits.
+                _slotFreed.Set();
+                try
+                {
+                    job = await _buffer.Reader.ReadAsync(stopClaiming);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
             }
             if (!MayStart() && !await WaitUntilMayStartAsync(stopClaiming))
             {
@@ -415,8 +424,12 @@ internal sealed class ProcessorSession
                 return;
             }
             await RunJobAsync(job, stopHandlers);
-            Interlocked.Decrement(ref _inHand);
-            _slotFreed.Set();
+            // The claim loop waits for room for a worthwhile batch (or a dry buffer, above): waking it for every finished
+            // job would cost a thread hand-off per job for nothing.
+            if (capacity - Interlocked.Decrement(ref _inHand) >= refill)
+            {
+                _slotFreed.Set();
+            }
         }
     }
 
