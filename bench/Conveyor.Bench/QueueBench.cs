@@ -12,7 +12,8 @@ using StackExchange.Redis;
 namespace Conveyor.Bench;
 
 /// <summary>
-/// Enqueues N no-op jobs in batches, drains them with one processor session at concurrency C, then
+/// After a warm-up lot (enqueued and drained the same way), enqueues N no-op jobs in batches, drains them with one
+/// processor session at concurrency C, then
 /// measures enqueue-to-start latency on an idle queue, then the slowest script call at the largest batches
 /// with the largest payloads (<see cref="ScriptCost"/>). Prints one JSON line.
 /// </summary>
@@ -27,6 +28,7 @@ internal static class QueueBench
         var batch = args.Int("batch", 1000);
         var producers = args.Int("producers", 4);
         var pickupSamples = args.Int("pickups", 500);
+        var warmup = args.Int("warmup", 80_000);
         var queue = "bench-" + Guid.NewGuid().ToString("N")[..8];
 
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
@@ -49,9 +51,28 @@ internal static class QueueBench
         var server = multiplexer.GetServers()[0];
         var db = multiplexer.GetDatabase();
 
-        // Warm up the scripts and the JIT on a small batch, then start clean.
-        await producer.EnqueueBatchAsync(queue, [.. Enumerable.Range(0, 100).Select(_ => new JobRequest("noop", "{}"))]);
-        await processor.RunSessionAsync(queue, TimeSpan.FromSeconds(1), CancellationToken.None);
+        // Warm up: enqueue and drain a first lot the same way, in rounds with pauses, so that the figures below are the
+        // steady state of a processor that has run for a while, not the JIT tiering the hot paths up (each tier needs
+        // calls after a pause, and its compiles take CPU the drain would otherwise have on 2 cores).
+        Console.Error.WriteLine($"warm up on {warmup} jobs");
+        const int WarmupRounds = 4;
+        for (var round = 0; round < WarmupRounds; round++)
+        {
+            var lot = warmup / WarmupRounds;
+            for (var done = 0; done < lot; done += batch)
+            {
+                await producer.EnqueueBatchAsync(queue, [.. Enumerable.Range(0, Math.Min(batch, lot - done)).Select(_ => new JobRequest("noop", "{}"))]);
+            }
+            using var warm = new CancellationTokenSource();
+            var warming = processor.RunSessionAsync(queue, null, warm.Token);
+            while (await db.HashLengthAsync($"conveyor:{{{queue}}}:jobs") > 0)
+            {
+                await Task.Delay(5);
+            }
+            await warm.CancelAsync();
+            await warming;
+            await Task.Delay(500);
+        }
 
         // 1. Enqueue N jobs in batches, a few batches in flight at once.
         Console.Error.WriteLine($"enqueue {jobs} jobs in batches of {batch}, {producers} producers");
