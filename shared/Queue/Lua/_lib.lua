@@ -132,9 +132,27 @@ end
 -- Returns: how many were requeued, how many died.
 local function give_back(jobs, state, ready, dead, channel, ids, err, now)
   local states = gathered('HMGET', state, ids)
+  -- Jobs with no transition yet (small records, claim.lua) have their state read from their headers, one read for all.
+  local missing, at = {}, {}
+  for n, id in ipairs(ids) do
+    if not states[n] then
+      missing[#missing + 1] = id
+      at[#at + 1] = n
+    end
+  end
+  local records = gathered('HMGET', jobs, missing)
+  for i, id in ipairs(missing) do
+    local record = records[i]
+    local newline = record and string.find(record, '\n', 1, true)
+    if newline then
+      states[at[i]] = first_state(string.sub(record, 1, newline - 1))
+    elseif record then
+      states[at[i]] = job_state(jobs, state, id)
+    end
+  end
   local updates, requeued, died = {}, {}, {}
   for n, id in ipairs(ids) do
-    local s = states[n] or job_state(jobs, state, id)
+    local s = states[n]
     if s then
       local attempt, max = parse_state(s)
       attempt = attempt + 1
