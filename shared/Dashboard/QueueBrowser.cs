@@ -41,7 +41,11 @@ public sealed record QueueView(
     QueueStats Stats, Slice<JobRow> Ready, Slice<JobRow> Scheduled, Slice<JobRow> Running, Slice<JobRow> Dead, QueuePages Pages, DateTimeOffset Now);
 
 /// <summary>One job, with its payload pretty-printed when it is small enough (<see cref="PayloadBytes"/> says its size either way).</summary>
-public sealed record JobView(JobInfo Job, string? Consumer, long PayloadBytes, string? PrettyPayload, DateTimeOffset Now);
+public sealed record JobView(JobInfo Job, string? Consumer, long PayloadBytes, string? PrettyPayload, DateTimeOffset Now)
+{
+    /// <summary>When its consumer claimed it (running): the claim token's time, see <see cref="ClaimToken.ClaimedAt"/>.</summary>
+    public DateTimeOffset? RunningSince { get; init; }
+}
 
 /// <summary>A processor session or runtime consumer of one queue, with its last heartbeat (null for a runtime: its presence is its liveness).</summary>
 public sealed record ConsumerRow(string Queue, string Consumer, Guid? Runtime, DateTimeOffset? LastBeat, bool TakenForDead, long Holding);
@@ -119,45 +123,24 @@ public sealed class QueueBrowser(RedisConnection redis, QueueAdmin admin, Runtim
         JobValidation.QueueName(queue);
         JobValidation.JobId(id);
         cancellationToken.ThrowIfCancellationRequested();
-        var keys = new QueueKeys(queue);
         var db = await redis.GetDatabaseAsync();
-        var batch = db.CreateBatch();
-        var peek = QueueAdmin.PeekAsync(batch, keys, [id], options.Value.MaxPayloadBytes, skipUnreadable: true);
-        var scheduled = batch.SortedSetScoreAsync(keys.Scheduled, id);
-        var dead = batch.SortedSetScoreAsync(keys.Dead, id);
-        var consumers = batch.SortedSetRangeByRankAsync(keys.Consumers, 0, MaxConsumersPerQueue - 1);
-        var now = batch.ExecuteAsync("TIME");
-        batch.Execute();
-        await Task.WhenAll(peek, scheduled, dead, consumers, now);
-        if ((await peek)[0] is not ({ } record, var bytes))
+        var now = db.ExecuteAsync("TIME");
+        var located = await QueueAdmin.LocateAsync(
+            db, new QueueKeys(queue), id, options.Value.MaxPayloadBytes, skipUnreadable: true, MaxConsumersPerQueue);
+        if (located is not ({ } record, var bytes, var jobState, var holder, var diedAt))
         {
             return null;
-        }
-        JobState jobState;
-        string? holder = null;
-        if ((await dead).HasValue)
-        {
-            jobState = JobState.Dead;
-        }
-        else if ((await scheduled).HasValue)
-        {
-            jobState = JobState.Scheduled;
-        }
-        else
-        {
-            var names = (await consumers).Select(c => (string)c!).ToList();
-            var claims = await Task.WhenAll(names.Select(c => db.SortedSetScoreAsync(keys.Inflight(c), id)));
-            var index = Array.FindIndex(claims, c => c.HasValue);
-            holder = index < 0 ? null : names[index];
-            jobState = holder is null ? JobState.Ready : JobState.Running;
         }
         // A payload too big to show reads as "null" here: say its size instead.
         var shown = bytes <= options.Value.MaxPayloadBytes ? Pretty(record.Payload) : null;
         var info = new JobInfo(
             id, queue, jobState, record.Type, shown is null ? "" : record.Payload, record.Attempt, record.MaxAttempts,
             FromMs(record.EnqueuedAt), FromMs(record.DueAt), record.LastError,
-            (await dead) is { } died ? FromMs(died) : null, record.TraceParent);
-        return new JobView(info, holder, bytes, shown, ToTime((RedisResult[])(await now)!));
+            diedAt is { } died ? FromMs(died) : null, record.TraceParent);
+        return new JobView(info, holder, bytes, shown, ToTime((RedisResult[])(await now)!))
+        {
+            RunningSince = located.ClaimToken is { } token ? ClaimToken.ClaimedAt(token) : null,
+        };
     }
 
     /// <summary>Consumers of every queue, and one page of runtimes with what each holds.</summary>

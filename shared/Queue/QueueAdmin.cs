@@ -16,35 +16,47 @@ public sealed class QueueAdmin(RedisConnection redis, IOptions<QueueOptions>? op
         JobValidation.QueueName(queue);
         JobValidation.JobId(id);
         cancellationToken.ThrowIfCancellationRequested();
-        var keys = new QueueKeys(queue);
         var db = await redis.GetDatabaseAsync();
+        return await LocateAsync(db, new QueueKeys(queue), id, int.MaxValue, skipUnreadable: false) is { } job
+            ? ToInfo(queue, id, job.State, job.Record, job.DiedAt)
+            : null;
+    }
+
+    /// <summary>
+    /// Where job <paramref name="id"/> is: its record (the payload only up to <paramref name="maxPayloadBytes"/>, see
+    /// <see cref="PeekAsync"/>) and the payload's size, its state, the consumer holding it when it runs (among the first
+    /// <paramref name="maxConsumers"/> consumers; all when -1) with its claim token, and when it died. Null for an id
+    /// without a job.
+    /// </summary>
+    internal static async Task<LocatedJob?> LocateAsync(
+        IDatabase db, QueueKeys keys, string id, int maxPayloadBytes, bool skipUnreadable, int maxConsumers = -1)
+    {
         var batch = db.CreateBatch();
-        var peek = PeekAsync(batch, keys, [id], int.MaxValue, skipUnreadable: false);
+        var peek = PeekAsync(batch, keys, [id], maxPayloadBytes, skipUnreadable);
         var scheduled = batch.SortedSetScoreAsync(keys.Scheduled, id);
         var dead = batch.SortedSetScoreAsync(keys.Dead, id);
-        var consumers = batch.SortedSetRangeByRankAsync(keys.Consumers);
+        var consumers = batch.SortedSetRangeByRankAsync(keys.Consumers, 0, maxConsumers < 0 ? -1 : maxConsumers - 1);
         batch.Execute();
         await Task.WhenAll(peek, scheduled, dead, consumers);
-        if ((await peek)[0] is not ({ } record, _))
+        if ((await peek)[0] is not ({ } record, var bytes))
         {
             return null;
         }
-        JobState state;
-        if ((await dead).HasValue)
+        if ((await dead) is { } diedAt)
         {
-            state = JobState.Dead;
+            return new LocatedJob(record, bytes, JobState.Dead, null, diedAt);
         }
-        else if ((await scheduled).HasValue)
+        if ((await scheduled).HasValue)
         {
-            state = JobState.Scheduled;
+            return new LocatedJob(record, bytes, JobState.Scheduled, null, null);
         }
-        else
-        {
-            // Not scheduled nor dead: either in the ready list or held by a consumer.
-            var claims = await Task.WhenAll((await consumers).Select(c => db.SortedSetScoreAsync(keys.Inflight(c!), id)));
-            state = claims.Any(c => c.HasValue) ? JobState.Running : JobState.Ready;
-        }
-        return ToInfo(queue, id, state, record, await dead);
+        // Not scheduled nor dead: either in the ready list or held by a consumer.
+        var names = (await consumers).Select(c => (string)c!).ToList();
+        var claims = await Task.WhenAll(names.Select(c => db.SortedSetScoreAsync(keys.Inflight(c), id)));
+        var index = Array.FindIndex(claims, c => c.HasValue);
+        return index < 0
+            ? new LocatedJob(record, bytes, JobState.Ready, null, null)
+            : new LocatedJob(record, bytes, JobState.Running, names[index], null) { ClaimToken = (long)claims[index]!.Value };
     }
 
     /// <summary>Every registered queue (a queue is registered by its first job and dropped after staying empty), sorted.</summary>
@@ -225,4 +237,10 @@ public sealed class QueueAdmin(RedisConnection redis, IOptions<QueueOptions>? op
         record.LastError,
         diedAt is { } died ? DateTimeOffset.FromUnixTimeMilliseconds((long)died) : null,
         record.TraceParent);
+}
+
+/// <summary>A job as <see cref="QueueAdmin.LocateAsync"/> found it; <see cref="ClaimToken"/> is its holder's claim (running).</summary>
+internal sealed record LocatedJob(JobRecord Record, long PayloadBytes, JobState State, string? Holder, double? DiedAt)
+{
+    public long? ClaimToken { get; init; }
 }

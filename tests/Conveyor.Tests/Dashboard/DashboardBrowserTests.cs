@@ -129,7 +129,7 @@ public sealed class DashboardBrowserTests(SelfHostApp app, Chromium chromium) : 
     }
 
     [Fact]
-    public async Task A_running_job_shows_its_consumer_and_since_when_it_runs()
+    public async Task A_running_job_shows_its_consumer_and_since_when_it_runs_on_the_queue_and_job_pages()
     {
         var db = (await TestRedis.GetAsync()).GetDatabase();
         var before = await RedisTime.NowMsAsync(db);
@@ -148,6 +148,12 @@ public sealed class DashboardBrowserTests(SelfHostApp app, Chromium chromium) : 
         // The script shows it in the browser's zone with its age.
         Assert.Matches(@"\((in )?\d+ (s|min)( ago)?\)", await row.Locator("td[data-since] time").InnerTextAsync());
         await ShotAsync(page, "queue-running");
+
+        // The job's own page says the same.
+        await row.Locator("a").First.ClickAsync();
+        await page.Locator("dd[data-field=since]").WaitForAsync();
+        Assert.Equal(consumer, await page.Locator("dd[data-field=consumer]").InnerTextAsync());
+        Assert.Equal(since, long.Parse((await page.Locator("dd[data-field=since]").GetAttributeAsync("data-since"))!, CultureInfo.InvariantCulture));
     }
 
     [Fact]
