@@ -89,6 +89,10 @@ public sealed class ConveyorClient : IDisposable
     public async Task<QueueStats> GetQueueAsync(string queue, CancellationToken cancellationToken = default) =>
         (await SendAsync<QueueStats>(HttpMethod.Get, $"queues/{Escape(queue)}", null, Retry.Yes, cancellationToken))!;
 
+    /// <summary>Jobs enqueued, processed (acked) and failed (attempts that ended in an error) per minute over the last hour, current minute last.</summary>
+    public async Task<QueueHistory> GetHistoryAsync(string queue, CancellationToken cancellationToken = default) =>
+        (await SendAsync<QueueHistory>(HttpMethod.Get, $"queues/{Escape(queue)}/history", null, Retry.Yes, cancellationToken))!;
+
     /// <summary>Every known queue with its counts.</summary>
     public async Task<IReadOnlyList<QueueStats>> ListQueuesAsync(CancellationToken cancellationToken = default) =>
         (await SendAsync<QueueList>(HttpMethod.Get, "queues", null, Retry.Yes, cancellationToken))!.Queues;

@@ -73,6 +73,19 @@ public sealed record JobInfo(
 /// <summary>Counts of one queue.</summary>
 public sealed record QueueStats(string Queue, long Ready, long Scheduled, long Running, long Dead, long Consumers);
 
+/// <summary>A queue's last hour, per minute of the server's Redis time from <paramref name="From"/>, the current minute last.</summary>
+/// <param name="Queue">The queue.</param>
+/// <param name="From">The start of the first minute.</param>
+/// <param name="Enqueued">Jobs enqueued per minute (a duplicate id does not count).</param>
+/// <param name="Processed">Jobs acked per minute.</param>
+/// <param name="Failed">Attempts that ended in an error per minute (a handler failed, or its consumer died or lost the claim).</param>
+/// <param name="TotalEnqueued">Jobs enqueued over the hour.</param>
+/// <param name="TotalProcessed">Jobs acked over the hour.</param>
+/// <param name="TotalFailed">Failed attempts over the hour.</param>
+public sealed record QueueHistory(
+    string Queue, DateTimeOffset From, IReadOnlyList<long> Enqueued, IReadOnlyList<long> Processed, IReadOnlyList<long> Failed,
+    long TotalEnqueued, long TotalProcessed, long TotalFailed);
+
 /// <summary>A page of dead jobs, most recent death first.</summary>
 public sealed record DeadJobsPage(IReadOnlyList<JobInfo> Jobs, int Page, int PageSize);
 

@@ -66,6 +66,11 @@ public abstract class ConveyorClientTests(IRuntimeApp app)
         Assert.False(await client.DeleteDeadAsync(queue, now.Id));
         Assert.Equal(0, await client.RequeueAllDeadAsync(queue));
         Assert.Equal(JobState.Ready, (await client.GetJobAsync(queue, "b1"))!.State);
+        // Four jobs enqueued (the duplicate id not counted), two attempts failed, none acked, in the last hour.
+        var history = await client.GetHistoryAsync(queue);
+        Assert.Equal((queue, 60, 60, 60), (history.Queue, history.Enqueued.Count, history.Processed.Count, history.Failed.Count));
+        Assert.Equal((4L, 0L, 2L), (history.TotalEnqueued, history.TotalProcessed, history.TotalFailed));
+        Assert.Equal(history.TotalEnqueued, history.Enqueued.Sum());
 
         var invalid = await Assert.ThrowsAsync<ConveyorProblemException>(() => client.EnqueueAsync(queue, NewJob.Of("bad type!", 1)));
         Assert.Equal((HttpStatusCode.BadRequest, "urn:conveyor:problem:validation", "type"), (invalid.Status, invalid.Type, invalid.Field));
