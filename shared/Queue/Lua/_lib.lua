@@ -92,7 +92,7 @@ local function job_state(jobs, state, id)
   end
   local newline = string.find(record, '\n', 1, true)
   if newline then
-    -- No transition yet: a record claimed without a state is at most SMALL_RECORD bytes (claim.lua).
+    -- No transition yet: its state is in its header (give_back reads such records itself, a batch at a time).
     return first_state(string.sub(record, 1, newline - 1))
   end
   local ok, job = pcall(cjson.decode, record)

@@ -7,8 +7,7 @@
 -- ARGV[2..]: job ids
 -- Returns: per id { header, state, payload bytes, payload }: header false when there is no such job; the state of a
 --          job with no transition yet read from its header; for a job of the first layout (no state, no newline) the
---          header is its whole record and the payload bytes -1; payload false when it
---          is larger than ARGV[1]
+--          header is its whole record and the payload bytes -1; payload false when it is larger than ARGV[1]
 local max = tonumber(ARGV[1])
 local ids = {}
 for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
