@@ -48,14 +48,15 @@ public sealed class EngineHost : IAsyncDisposable
     /// client timeouts of <paramref name="timeoutMs"/> so that a stalled Redis times calls out quickly. <see cref="Db"/>
     /// goes through the same connection.
     /// </summary>
-    public static async Task<EngineHost> StartOnAsync(string endpoint, Dictionary<string, string?>? settings = null, int timeoutMs = 500)
+    public static async Task<EngineHost> StartOnAsync(
+        string endpoint, Dictionary<string, string?>? settings = null, int timeoutMs = 500, IWakeSender? wake = null)
     {
         var options = ConfigurationOptions.Parse(endpoint);
         options.AbortOnConnectFail = false;
         options.AsyncTimeout = timeoutMs;
         options.SyncTimeout = timeoutMs;
         options.ConnectTimeout = 5000;
-        return Build(await ConnectionMultiplexer.ConnectAsync(options), settings, own: true);
+        return Build(await ConnectionMultiplexer.ConnectAsync(options), settings, own: true, wake);
     }
 
     private static EngineHost Build(ConnectionMultiplexer multiplexer, Dictionary<string, string?>? settings, bool own, IWakeSender? wake = null)

@@ -156,7 +156,10 @@ public sealed class ScaleTests
     public async Task Scheduler_promotions_and_custodian_recoveries_post_wake_ups()
     {
         var wake = new RecordingWakeSender();
-        await using var host = await EngineHost.StartAsync(new() { ["Conveyor:Wake:Interval"] = "00:00:00.1" }, wake: wake);
+        // A Redis of its own: on the shared one, another test's processor serving every queue can claim the promoted job
+        // (woken by the promotion's publish) before the scheduler looks at the backlog, leaving nothing to wake for.
+        using var redis = await TestRedis.StartDedicatedAsync();
+        await using var host = await EngineHost.StartOnAsync(redis.Endpoint, new() { ["Conveyor:Wake:Interval"] = "00:00:00.1" }, timeoutMs: 5000, wake: wake);
         var promoted = TestRedis.UniqueQueue("promoted");
         var recovered = TestRedis.UniqueQueue("recovered");
         await host.Producer.EnqueueAsync(promoted, new JobRequest("probe", "1") { Delay = TimeSpan.FromMilliseconds(1) });
