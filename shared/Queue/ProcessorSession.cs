@@ -243,7 +243,7 @@ internal sealed class ProcessorSession
                 _beatRecorded.Set();
                 failures = 0;
             }
-            catch (Exception ex) when (Transient.Is(ex))
+            catch (Exception ex) when (Transient.IsRedis(ex))
             {
                 failures++;
                 var silent = Stopwatch.GetElapsedTime(Volatile.Read(ref _lastBeatSent));
@@ -299,7 +299,7 @@ internal sealed class ProcessorSession
                 claimed = await ClaimAsync(wanted);
                 failures = 0;
             }
-            catch (Exception ex) when (Transient.Is(ex))
+            catch (Exception ex) when (Transient.IsRedis(ex))
             {
                 // The script may have run even though its reply was lost: look in the inflight set before claiming again.
                 _uncertainClaims = true;
@@ -379,7 +379,7 @@ internal sealed class ProcessorSession
             _uncertainClaims = false;
             return true;
         }
-        catch (Exception ex) when (Transient.Is(ex))
+        catch (Exception ex) when (Transient.IsRedis(ex))
         {
             _logger.LogWarning(ex, "Consumer {Consumer}: could not read its inflight set to reconcile", ConsumerId);
             return false;
@@ -571,7 +571,7 @@ internal sealed class ProcessorSession
                     SendAsync(batch, CompletionKind.Kill, LuaScripts.Kill, [_inflight, _keys.State, _keys.Dead, _keys.History]));
                 return;
             }
-            catch (Exception ex) when (Transient.Is(ex))
+            catch (Exception ex) when (Transient.IsRedis(ex))
             {
                 // Each script is fenced and idempotent for a held claim, so sending a batch twice is safe. What was
                 // not answered may have been recorded all the same: a refusal on the next try does not mean lost.
@@ -683,7 +683,7 @@ internal sealed class ProcessorSession
                 Interlocked.Add(ref _inHand, -unstarted.Count);
                 return;
             }
-            catch (Exception ex) when (Transient.Is(ex))
+            catch (Exception ex) when (Transient.IsRedis(ex))
             {
                 _logger.LogWarning(ex, "Consumer {Consumer}: could not hand back {Count} unstarted jobs; retrying", ConsumerId, unstarted.Count);
                 if (!await DelayUnlessGivenUpAsync(failures, "hand back unstarted jobs"))
@@ -725,7 +725,7 @@ internal sealed class ProcessorSession
             {
                 return (long)await LuaScripts.Deregister.RunAsync(_db, [_keys.Consumers, _inflight], [ConsumerId]) == 1;
             }
-            catch (Exception ex) when (Transient.Is(ex))
+            catch (Exception ex) when (Transient.IsRedis(ex))
             {
                 _logger.LogWarning(ex, "Consumer {Consumer}: deregistering failed", ConsumerId);
                 if (!await DelayUnlessGivenUpAsync(failures, "deregister; the custodian will remove it"))

@@ -32,6 +32,14 @@ internal static class Transient
         _ => false,
     };
 
+    /// <summary>
+    /// <see cref="Is"/>, or a cancelled task from a Redis call given no cancellation token of the caller's:
+    /// StackExchange.Redis cancels a command it abandons (its connection failed while the command waited), which the next
+    /// try may not see either (seen in CI: a session's reconcile read, while Redis held its replies, ended the session
+    /// with a <see cref="TaskCanceledException"/>). Only for code whose calls pass no token of their own.
+    /// </summary>
+    public static bool IsRedis(Exception exception) => Is(exception) || exception is TaskCanceledException;
+
     /// <summary>Full-jitter exponential backoff after <paramref name="failures"/> failures in a row (1 or more), at most <paramref name="max"/>.</summary>
     public static TimeSpan Delay(int failures, TimeSpan? max = null)
     {
