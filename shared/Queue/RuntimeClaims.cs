@@ -257,14 +257,13 @@ public sealed class RuntimeClaims(
         foreach (var (queue, group) in ByQueue(parsed))
         {
             var keys = new QueueKeys(queue);
-            // The state is stable while this runtime holds the claim; if it does not, the fenced scripts below refuse. A job
-            // with no state yet has it read from its header (peek.lua), its payload left in Redis.
-            var states = await QueueAdmin.PeekAsync(db, keys, [.. group.Select(c => (RedisValue)c.Token.JobId)], 0, skipUnreadable: true);
+            // The state is stable while this runtime holds the claim; if it does not, the fenced scripts below refuse.
+            var states = await ClaimedStatesAsync(db, keys, [.. group.Select(c => (RedisValue)c.Token.JobId)]);
             List<Completion> retries = [], kills = [];
             for (var i = 0; i < group.Count; i++)
             {
                 var (index, claim) = group[i];
-                if (states[i] is not ({ } record, _))
+                if (states[i] is not var (attempt, maxAttempts, dueAt))
                 {
                     results[index] = Lost(claims[index]!, queue);
                     continue;
@@ -272,7 +271,7 @@ public sealed class RuntimeClaims(
                 var failure = failures[index]!;
                 var error = failure.Error ?? "";
                 error = error.Length <= MaxErrorLength ? error : error[..MaxErrorLength];
-                var (attempt, maxAttempts, dueAt) = (record.Attempt + 1, record.MaxAttempts, record.DueAt);
+                attempt++;
                 var bytes = System.Text.Encoding.UTF8.GetByteCount(error);
                 if (failure.Retry && attempt < maxAttempts)
                 {
@@ -459,6 +458,43 @@ public sealed class RuntimeClaims(
     {
         ConveyorTelemetry.LostClaims.Add(1, ConveyorTelemetry.QueueTag(queue));
         return new ClaimResult(claim, ClaimOutcome.Lost);
+    }
+
+    /// <summary>
+    /// The states of claimed jobs (null: no such job). A job with no transition yet has none stored: its state is read from
+    /// its header by <c>peek.lua</c>, for those jobs only (their records are at most 1 KiB: a claim stores the state of a
+    /// larger one), so no large record is read here.
+    /// </summary>
+    private static async Task<(int Attempt, int MaxAttempts, long DueAt)?[]> ClaimedStatesAsync(IDatabase db, QueueKeys keys, RedisValue[] ids)
+    {
+        var stored = await db.HashGetAsync(keys.State, ids);
+        var states = stored.Select(s => s.IsNull ? ((int, int, long)?)null : ReadState(s!)).ToArray();
+        var missing = Enumerable.Range(0, ids.Length).Where(i => stored[i].IsNull).ToArray();
+        if (missing.Length > 0)
+        {
+            var peeked = await QueueAdmin.PeekAsync(db, keys, [.. missing.Select(i => ids[i])], 0, skipUnreadable: true);
+            for (var j = 0; j < missing.Length; j++)
+            {
+                if (peeked[j] is ({ } record, _))
+                {
+                    states[missing[j]] = (record.Attempt, record.MaxAttempts, record.DueAt);
+                }
+            }
+        }
+        return states;
+    }
+
+    private static (int Attempt, int MaxAttempts, long DueAt) ReadState(string state)
+    {
+        try
+        {
+            var (attempt, maxAttempts, dueAt, _) = JobRecord.ParseState(state);
+            return (attempt, maxAttempts, dueAt);
+        }
+        catch (InvalidDataException)
+        {
+            return (0, 1, 0); // Unreadable: its one attempt is spent, so it goes to the dead set, visibly.
+        }
     }
 
     /// <summary>A retry or kill to send: its claim, the error bytes it passes, its script arguments.</summary>
